@@ -1,0 +1,22 @@
+"""gst_mm: Gaussian Spatial Transport for MMEngine and MMPose.
+
+``import gst_mm`` registers every gst_mm component in the gst_mm registries
+(children of MMPose's), so both ``default_scope='gst_mm'`` configs and plain
+MMPose configs with ``custom_imports=dict(imports=['gst_mm'])`` and
+``type='gst_mm.<Name>'`` can build them.
+
+The pure cores (:mod:`gst_mm.splatting`, :mod:`gst_mm.transport`) import no
+OpenMMLab package; when MMPose is not installed only they are available.
+"""
+import importlib.util
+
+from .version import __version__
+
+__all__ = ['__version__']
+
+if importlib.util.find_spec('mmpose') is not None:  # OpenMMLab adapters
+    from . import datasets, engine, evaluation, models, structures, visualization  # noqa: F401
+    from .utils import register_all_modules, setup_checkpoint_loading
+
+    setup_checkpoint_loading()
+    __all__ += ['register_all_modules']

@@ -1,0 +1,3 @@
+from .precompute_hook import GSTPrecomputeHook
+
+__all__ = ['GSTPrecomputeHook']

@@ -1,0 +1,93 @@
+"""Fit the Gaussians a run needs before it starts."""
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence
+
+from mmengine.dist import barrier, get_dist_info
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.runner import BaseLoop
+
+from gst_mm.registry import HOOKS
+
+from ..precompute import precompute_dataset
+
+
+@HOOKS.register_module()
+class GSTPrecomputeHook(Hook):
+    """Before a run, fit and cache the Gaussians of samples with no valid cache.
+
+    So that ``tools/train.py CONFIG`` just works on a fresh data set. Under
+    distributed training every rank fits an interleaved shard of the missing
+    images, then all ranks wait for each other (the cache directory must be
+    shared by the ranks).
+
+    Args:
+        cache_dir: root of the HDF5 Gaussian cache (the same value the
+            data-pipeline transform reads; configs name it once as
+            ``gaussian_cache_dir``).
+        data_root: cache keys are image paths relative to it; default: each data
+            set's ``data_root``.
+        fit_cfg: keyword arguments of :func:`gst_mm.splatting.fit_gaussians`
+            (e.g. ``dict(iterations=1000)`` for pose images).
+        splits: which of ``'train'``, ``'val'``, ``'test'`` to cover; splits
+            the current run does not use are skipped.
+        workers: fitting processes per rank.
+        allow_failures: if False (default), images that could not be fitted
+            stop the run with one error listing them after every other image
+            has been fitted and cached.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self,
+                 cache_dir: str,
+                 data_root: Optional[str] = None,
+                 fit_cfg: Optional[Dict] = None,
+                 splits: Sequence[str] = ('train', ),
+                 workers: int = 1,
+                 allow_failures: bool = False) -> None:
+        for split in splits:
+            if split not in ('train', 'val', 'test'):
+                raise ValueError(f"GSTPrecomputeHook: unknown split '{split}'")
+        self.cache_dir = cache_dir
+        self.data_root = data_root
+        self.fit_cfg = dict(fit_cfg or {})
+        self.splits = tuple(splits)
+        self.workers = workers
+        self.allow_failures = allow_failures
+
+    @staticmethod
+    def _dataset_of(runner, split: str):
+        loop = getattr(runner, f'_{split}_loop', None)
+        if isinstance(loop, BaseLoop):
+            return loop.dataloader.dataset
+        return None
+
+    def before_run(self, runner) -> None:
+        rank, world_size = get_dist_info()
+        failed = []
+        for split in self.splits:
+            dataset = self._dataset_of(runner, split)
+            if dataset is None:
+                continue
+            print_log(f'GSTPrecomputeHook: checking Gaussian cache of the {split} set '
+                      f'in {self.cache_dir}', logger='current')
+            summary = precompute_dataset(
+                dataset,
+                self.cache_dir,
+                fit_cfg=self.fit_cfg,
+                data_root=self.data_root,
+                workers=self.workers,
+                shard=(rank, world_size),
+                progress=rank == 0)
+            print_log(f'GSTPrecomputeHook [{split}, rank {rank}/{world_size}]: {summary}',
+                      logger='current')
+            failed += list(summary.failed)
+        if world_size > 1:
+            barrier()
+        if failed and not self.allow_failures:
+            lines = '\n'.join(f'  {key}: {reason}' for key, reason in failed)
+            raise RuntimeError(
+                f'GSTPrecomputeHook: {len(failed)} image(s) could not be fitted '
+                f'(every other image is cached in {self.cache_dir}):\n{lines}')

@@ -1,0 +1,98 @@
+"""Data set -> Gaussian fit samples, and "fit what is missing" for a data set.
+
+Shared by :class:`gst_mm.engine.hooks.GSTPrecomputeHook` and ``tools/precompute.py``.
+The fitting itself is :func:`gst_mm.splatting.fit_missing` (pure core).
+"""
+from __future__ import annotations
+
+import os.path as osp
+from collections import OrderedDict
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from gst_mm.splatting import GaussianCache, GaussianSample, PrecomputeSummary, fit_missing
+
+
+def _unwrap(dataset):
+    """Yield the leaf data sets of MMEngine wrappers (Concat/Repeat/ClassBalanced)."""
+    if hasattr(dataset, 'datasets'):
+        for sub in dataset.datasets:
+            yield from _unwrap(sub)
+    elif hasattr(dataset, 'dataset') and not hasattr(dataset, 'data_list'):
+        yield from _unwrap(dataset.dataset)
+    else:
+        yield dataset
+
+
+def _points_of(info: dict) -> np.ndarray:
+    """Annotation points (N, 2) (x, y) in image pixels of one raw data info.
+
+    Crowd data infos carry ``points``; MMPose ones ``keypoints (I, K, 2)`` with
+    ``keypoints_visible (I, K)``: only visible joints are pinned.
+    """
+    if 'points' in info:
+        return np.asarray(info['points'], dtype=np.float32).reshape(-1, 2)
+    if 'keypoints' in info:
+        kpts = np.asarray(info['keypoints'], dtype=np.float32).reshape(-1, 2)
+        vis = info.get('keypoints_visible')
+        if vis is None:
+            return kpts
+        vis = np.asarray(vis, dtype=np.float32).reshape(-1)
+        return kpts[vis > 0]
+    raise KeyError(
+        f"data info of {info.get('img_path', '<unknown image>')} has neither "
+        "'points' nor 'keypoints'")
+
+
+def collect_gaussian_samples(dataset) -> Tuple[List[GaussianSample], Optional[str]]:
+    """Group a data set's raw annotations by image into fit samples.
+
+    All points of all instances of one image are fitted together (method.md 5:
+    every visible joint of every person). Raw data infos are read without
+    running the pipeline.
+
+    Returns:
+        ``(samples, data_root)``: samples in data-set order, one per image, and
+        the data set's ``data_root`` (cache keys are relative to it).
+    """
+    grouped: 'OrderedDict[str, List[np.ndarray]]' = OrderedDict()
+    data_root = None
+    for leaf in _unwrap(dataset):
+        if hasattr(leaf, 'full_init'):
+            leaf.full_init()
+        data_root = data_root or getattr(leaf, 'data_root', None)
+        for info in leaf.data_list:
+            img_path = info['img_path']
+            grouped.setdefault(img_path, []).append(_points_of(info))
+    samples = []
+    for img_path, parts in grouped.items():
+        key = osp.relpath(img_path, data_root) if data_root else img_path
+        points = np.concatenate(parts, axis=0) if parts else np.zeros((0, 2), np.float32)
+        samples.append(GaussianSample(key=key, img_path=img_path, points=points))
+    return samples, data_root
+
+
+def precompute_dataset(dataset,
+                       cache_dir: str,
+                       fit_cfg: Optional[Dict] = None,
+                       data_root: Optional[str] = None,
+                       workers: int = 1,
+                       shard: Tuple[int, int] = (0, 1),
+                       progress: bool = True) -> PrecomputeSummary:
+    """Fit and cache the Gaussians of every image of ``dataset`` that has no valid cache.
+
+    Args:
+        dataset: an MMEngine data set (crowd or MMPose), already built.
+        cache_dir: root of the HDF5 Gaussian cache.
+        fit_cfg: keyword arguments of :func:`gst_mm.splatting.fit_gaussians`.
+        data_root: cache keys are image paths relative to it; defaults to the
+            data set's own ``data_root``.
+        workers: fitting processes.
+        shard: ``(k, n)``: fit only the k-th of n interleaved shards.
+        progress: show a progress bar.
+    """
+    samples, ds_root = collect_gaussian_samples(dataset)
+    cache = GaussianCache(cache_dir, data_root=data_root or ds_root)
+    return fit_missing(samples, cache, dict(fit_cfg or {}), workers=workers, shard=shard,
+                       progress=progress)

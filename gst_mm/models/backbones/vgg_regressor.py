@@ -1,0 +1,134 @@
+"""VGG-19 stride-8 density regressor (method.md 6).
+
+Layout (torchvision's ``vgg19`` names, so ImageNet weights load unchanged)::
+
+    features.0 .. features.35   VGG-19 conv stack (16 conv 3x3 + ReLU, 4 max-pools),
+                                i.e. torchvision's ``features`` without its last
+                                max-pool (``features.36``): stride 16
+    (bilinear up-sampling x2 to stride 8: output grid (H // 8, W // 8))
+    reg_layer.0 / reg_layer.2   3x3 conv 512 -> 256, 3x3 conv 256 -> 128 (+ ReLU)
+    density_layer.0             1x1 conv 128 -> 1, then ``abs`` (non-negative density)
+
+ImageNet weights: ``init_cfg=dict(type='Pretrained', checkpoint='/path/vgg19-dcbb9e9d.pth')``
+(torchvision's file; its ``classifier.*`` entries are ignored). Nothing is
+downloaded at run time; without ``init_cfg`` the network is randomly initialised.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+
+from gst_mm.registry import MODELS
+
+#: Convolutions per VGG-19 stage and the stage widths of the original network.
+VGG19_NUM_CONVS = (2, 2, 4, 4, 4)
+VGG19_WIDTHS = (64, 128, 256, 512, 512)
+
+
+def make_vgg_features(widths: Sequence[int] = VGG19_WIDTHS,
+                      num_convs: Sequence[int] = VGG19_NUM_CONVS,
+                      in_channels: int = 3) -> nn.Sequential:
+    """VGG conv stack with torchvision's module indices, last max-pool omitted.
+
+    Each stage is ``num_convs[s]`` x (conv 3x3 pad 1, ReLU) followed by a 2x2
+    max-pool, except the last stage (no pool). With the default arguments the
+    module indices (``0`` .. ``35``) and tensor shapes equal torchvision's
+    ``vgg19().features[:36]``.
+
+    Args:
+        widths: output channels of each stage.
+        num_convs: convolutions of each stage.
+        in_channels: input channels (3 for RGB).
+
+    Returns:
+        ``nn.Sequential`` of stride ``2 ** (len(widths) - 1)``.
+    """
+    if len(widths) != len(num_convs):
+        raise ValueError(f'widths {tuple(widths)} and num_convs {tuple(num_convs)} '
+                         'must have one entry per stage')
+    layers: List[nn.Module] = []
+    channels = in_channels
+    for stage, (width, n) in enumerate(zip(widths, num_convs)):
+        for _ in range(n):
+            layers += [nn.Conv2d(channels, width, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+            channels = width
+        if stage < len(widths) - 1:
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+    return nn.Sequential(*layers)
+
+
+@MODELS.register_module()
+class VGG19Regressor(BaseModule):
+    """VGG-19 density regressor at stride 8 with a non-negative (``abs``) output.
+
+    Args:
+        widths: stage widths; default VGG-19's ``(64, 128, 256, 512, 512)``.
+            Narrower widths (e.g. ``(8, 16, 32, 64, 64)``) give a CPU-sized
+            network of the same layout (ImageNet weights then do not apply).
+        num_convs: convolutions per stage; default VGG-19's ``(2, 2, 4, 4, 4)``.
+        head_widths: the two 3x3 convolutions of the regression head; default
+            ``(256, 128)`` for the full widths, else ``(w // 2, w // 4)`` of the
+            last stage width ``w``.
+        init_cfg: MMEngine init config, e.g.
+            ``dict(type='Pretrained', checkpoint='vgg19-dcbb9e9d.pth')``.
+
+    Shapes: input ``(B, 3, H, W)`` normalised RGB (``H, W >= 16``); output
+    ``(B, 1, H // 8, W // 8)`` density per cell of 8 x 8 input pixels, cell
+    ``(r, c)`` centred at input pixel ``(8 c + 4, 8 r + 4)`` (x, y).
+    """
+
+    stride = 8
+
+    def __init__(self,
+                 widths: Sequence[int] = VGG19_WIDTHS,
+                 num_convs: Sequence[int] = VGG19_NUM_CONVS,
+                 head_widths: Optional[Sequence[int]] = None,
+                 init_cfg: Optional[Union[Dict, List[Dict]]] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if len(widths) != 5:
+            raise ValueError(f'VGG19Regressor needs 5 stage widths (stride 16 trunk), '
+                             f'got {tuple(widths)}')
+        self.widths = tuple(int(w) for w in widths)
+        self.features = make_vgg_features(self.widths, num_convs)
+        last = self.widths[-1]
+        if head_widths is None:
+            head_widths = (256, 128) if last == 512 else (max(last // 2, 1), max(last // 4, 1))
+        h1, h2 = (int(w) for w in head_widths)
+        self.reg_layer = nn.Sequential(
+            nn.Conv2d(last, h1, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(h1, h2, kernel_size=3, padding=1), nn.ReLU(inplace=True))
+        self.density_layer = nn.Sequential(nn.Conv2d(h2, 1, kernel_size=1))
+        self.trunk_stride = 2**(len(self.widths) - 1)
+
+    def init_weights(self) -> None:
+        """Random init (Kaiming for convs, as torchvision's VGG) unless ``init_cfg`` loads weights."""
+        if self.init_cfg is None:
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+                    nn.init.zeros_(m.bias)
+            # a small positive output scale keeps abs() away from its kink at start
+            nn.init.normal_(self.density_layer[0].weight, std=0.01)
+            nn.init.constant_(self.density_layer[0].bias, 1e-3)
+            self._is_init = True
+        else:
+            super().init_weights()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` -> density ``(B, 1, H // 8, W // 8)`` (non-negative)."""
+        height, width = x.shape[-2:]
+        if height < self.trunk_stride or width < self.trunk_stride:
+            raise ValueError(f'VGG19Regressor: input {height}x{width} is smaller than the '
+                             f'trunk stride {self.trunk_stride} px')
+        x = self.features(x)
+        # bilinear up-sampling to the stride-8 grid: exactly x2 when H, W are
+        # multiples of 16; otherwise resampled onto (H // 8, W // 8) cells so the
+        # map always matches the transport kernel's grid.
+        x = F.interpolate(x, size=(height // self.stride, width // self.stride),
+                          mode='bilinear', align_corners=False)
+        x = self.reg_layer(x)
+        return torch.abs(self.density_layer(x))

@@ -1,0 +1,321 @@
+"""Differentiable 2D Gaussian splatting with gsplat's rendering conventions.
+
+Conventions shared by every backend (gsplat 1.5.3 ``rasterize_to_pixels``):
+
+* the centre of pixel ``(row i, col j)`` is ``(j + 0.5, i + 0.5)`` px;
+* a Gaussian's conic is the upper triangle ``(a, b, c)`` of ``Sigma^-1``;
+  ``q = 0.5 * (a dx^2 + c dy^2) + b dx dy`` with ``(dx, dy) = mean - pixel centre``;
+* ``alpha = min(0.999, opacity * exp(-q))``; pairs with ``q < 0`` or
+  ``alpha < 1/255`` are skipped, so a Gaussian reaches at most
+  ``sqrt(2 ln(255 * opacity))`` (3.33 for opacity 1) standard deviations (its *cut-off*
+  radius);
+* ``alpha`` compositing is front to back in index order and stops before the
+  transmittance would drop to ``1e-4`` or below; ``sum`` compositing adds
+  ``alpha * colour`` (no occlusion; used by the fit);
+* a background (image or colour) is composited behind: ``out += (1 - A) * bg`` with
+  ``A`` the accumulated alpha (clamped to 1 for ``sum``).
+
+Backends: ``torch`` (CPU/CUDA) evaluates only the pixels inside each Gaussian's
+cut-off window (gather + ``index_add``), ``gsplat`` calls gsplat's CUDA rasteriser,
+``dense`` evaluates every Gaussian at every pixel (``O(N H W)``; reference for tests).
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Optional, Tuple, Union
+
+import torch
+
+from .gaussians import Gaussians2D
+
+ALPHA_THRESHOLD = 1.0 / 255.0
+ALPHA_MAX = 0.999
+TRANSMITTANCE_MIN = 1e-4
+BACKENDS = ('auto', 'torch', 'gsplat', 'dense')
+COMPOSITING = ('alpha', 'sum')
+
+
+def cutoff_radius(opacity: float = 1.0) -> float:
+    """Mahalanobis radius beyond which ``alpha < 1/255`` (3.33 for opacity 1)."""
+    return math.sqrt(2.0 * math.log(max(opacity, ALPHA_THRESHOLD) / ALPHA_THRESHOLD))
+
+
+def conics_from_covariances(covariances: torch.Tensor) -> torch.Tensor:
+    """``(N, 3)`` conics ``(a, b, c)`` = upper triangle of ``Sigma^-1`` for
+    ``covariances (N, 2, 2)`` px^2 (differentiable)."""
+    sxx, sxy, syy = covariances[:, 0, 0], 0.5 * (covariances[:, 0, 1] + covariances[:, 1, 0]), \
+        covariances[:, 1, 1]
+    det = sxx * syy - sxy * sxy
+    return torch.stack([syy / det, -sxy / det, sxx / det], -1)
+
+
+@functools.lru_cache(maxsize=1)
+def gsplat_available() -> bool:
+    """True when CUDA is available and gsplat's rasteriser imports."""
+    if not torch.cuda.is_available():
+        return False
+    try:
+        from gsplat import isect_offset_encode, isect_tiles, rasterize_to_pixels  # noqa: F401
+    except Exception:  # noqa: BLE001 - any import/JIT failure means "not usable"
+        return False
+    return True
+
+
+def resolve_backend(backend: str, compositing: str = 'alpha') -> str:
+    """Map ``'auto'`` to ``'gsplat'`` (CUDA + gsplat present, alpha compositing) or
+    ``'torch'``; validate explicit names."""
+    if backend not in BACKENDS:
+        raise ValueError(f'unknown splatting backend {backend!r}; expected one of {BACKENDS}')
+    if compositing not in COMPOSITING:
+        raise ValueError(f'unknown compositing {compositing!r}; expected one of {COMPOSITING}')
+    if backend == 'auto':
+        return 'gsplat' if compositing == 'alpha' and gsplat_available() else 'torch'
+    return backend
+
+
+# ---------------------------------------------------------------------- pixel windows
+@dataclass
+class PixelPairs:
+    """Sparse (pixel, Gaussian) pairs inside each Gaussian's rectangular window.
+
+    Attributes:
+        pix: ``(P,)`` flat pixel index ``row * width + col``.
+        gid: ``(P,)`` Gaussian index.
+        px, py: ``(P,)`` pixel-centre coordinates (px).
+        seg_start: ``(P,)`` index of the first pair of the same pixel (pixel-major
+            order only, else ``None``); needed by alpha compositing.
+        radii: ``(N, 2)`` half-extents (px) the windows were built with.
+        height, width: image size in pixels.
+    """
+    pix: torch.Tensor
+    gid: torch.Tensor
+    px: torch.Tensor
+    py: torch.Tensor
+    seg_start: Optional[torch.Tensor]
+    radii: torch.Tensor
+    height: int
+    width: int
+
+    def __len__(self) -> int:
+        return int(self.pix.numel())
+
+    def covers(self, covariances: torch.Tensor, extent: float) -> bool:
+        """True if every window still contains its Gaussian's cut-off box."""
+        need = window_radii(covariances, extent)
+        return bool((need <= self.radii).all())
+
+
+def window_radii(covariances: torch.Tensor, extent: float) -> torch.Tensor:
+    """``(N, 2)`` half-extents (px) in x and y of the ellipse ``q <= extent^2 / 2``
+    (``extent * sqrt(Sigma_xx)``, ``extent * sqrt(Sigma_yy)``); non-finite -> 0."""
+    diag = torch.stack([covariances[:, 0, 0], covariances[:, 1, 1]], -1).detach()
+    r = extent * diag.clamp_min(0).sqrt()
+    return torch.nan_to_num(r, nan=0.0, posinf=0.0)
+
+
+def build_pairs(means: torch.Tensor, covariances: torch.Tensor, height: int, width: int, *,
+                extent: float = cutoff_radius(1.0), margin: float = 1.0,
+                pixel_major: bool = False) -> PixelPairs:
+    """Enumerate the pixels whose centres lie in each Gaussian's window.
+
+    The window of Gaussian ``n`` is the box ``mean +- margin * extent * sqrt(diag
+    Sigma)``: it contains every pixel with ``alpha >= 1/255`` when ``extent`` is the
+    cut-off radius and ``margin >= 1``.
+
+    Args:
+        means: ``(N, 2)`` px (x, y). covariances: ``(N, 2, 2)`` px^2.
+        height, width: image size in pixels.
+        extent: Mahalanobis half-extent; margin: factor >= 1 of slack (a fit reuses
+            the windows while the Gaussians grow).
+        pixel_major: sort pairs by (pixel, Gaussian index) and fill ``seg_start``.
+    """
+    device = means.device
+    radii = window_radii(covariances, extent * margin)
+    m = torch.nan_to_num(means.detach(), nan=-1e9)
+    lo = torch.ceil(m - radii - 0.5)
+    hi = torch.floor(m + radii - 0.5)
+    x0 = lo[:, 0].clamp(0, width).long()
+    x1 = hi[:, 0].clamp(-1, width - 1).long()
+    y0 = lo[:, 1].clamp(0, height).long()
+    y1 = hi[:, 1].clamp(-1, height - 1).long()
+    w = (x1 - x0 + 1).clamp_min(0)
+    h = (y1 - y0 + 1).clamp_min(0)
+    counts = w * h
+    n = means.shape[0]
+    gid = torch.repeat_interleave(torch.arange(n, device=device), counts)
+    offsets = torch.cumsum(counts, 0) - counts
+    local = torch.arange(gid.numel(), device=device) - offsets[gid]
+    wg = w[gid]
+    col = x0[gid] + local % wg.clamp_min(1)
+    row = y0[gid] + torch.div(local, wg.clamp_min(1), rounding_mode='floor')
+    pix = row * width + col
+    seg_start = None
+    if pixel_major and pix.numel():
+        order = torch.argsort(pix * max(n, 1) + gid)
+        pix, gid, row, col = pix[order], gid[order], row[order], col[order]
+        first = torch.ones_like(pix, dtype=torch.bool)
+        first[1:] = pix[1:] != pix[:-1]
+        idx = torch.arange(pix.numel(), device=device)
+        seg_start = torch.cummax(torch.where(first, idx, torch.zeros_like(idx)), 0).values
+    elif pixel_major:
+        seg_start = torch.zeros_like(pix)
+    dtype = means.dtype
+    return PixelPairs(pix=pix, gid=gid, px=col.to(dtype) + 0.5, py=row.to(dtype) + 0.5,
+                      seg_start=seg_start, radii=radii, height=height, width=width)
+
+
+# ---------------------------------------------------------------------- torch backend
+def _pair_alphas(means: torch.Tensor, conics: torch.Tensor, opacities: torch.Tensor,
+                 pairs: PixelPairs) -> torch.Tensor:
+    """``(P,)`` alpha of every pair, zero where gsplat skips it."""
+    g = pairs.gid
+    dx = means[g, 0] - pairs.px
+    dy = means[g, 1] - pairs.py
+    con = conics[g]
+    q = 0.5 * (con[:, 0] * dx * dx + con[:, 2] * dy * dy) + con[:, 1] * dx * dy
+    alpha = (opacities[g] * torch.exp(-q)).clamp(max=ALPHA_MAX)
+    keep = (q >= 0) & (alpha >= ALPHA_THRESHOLD)
+    return torch.where(keep, alpha, torch.zeros_like(alpha))
+
+
+def _composite_pairs(alpha: torch.Tensor, colors: torch.Tensor, pairs: PixelPairs,
+                     compositing: str) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Accumulate pair alphas into ``(H*W, 3)`` colour and ``(H*W,)`` alpha."""
+    hw = pairs.height * pairs.width
+    if compositing == 'alpha':
+        if pairs.seg_start is None:
+            raise ValueError('alpha compositing needs pixel-major pairs (pixel_major=True)')
+        la = torch.log1p(-alpha).double()  # alpha <= 0.999, finite
+        cs = torch.cumsum(la, 0)
+        base = cs[pairs.seg_start] - la[pairs.seg_start]
+        log_t_after = cs - base
+        log_t_before = log_t_after - la
+        include = log_t_after > math.log(TRANSMITTANCE_MIN)
+        weight = alpha * torch.exp(log_t_before).to(alpha.dtype)
+        weight = torch.where(include, weight, torch.zeros_like(weight))
+    else:
+        weight = alpha
+    rgb = torch.zeros(hw, colors.shape[1], dtype=colors.dtype, device=colors.device)
+    rgb = rgb.index_add(0, pairs.pix, weight[:, None] * colors[pairs.gid])
+    acc = torch.zeros(hw, dtype=alpha.dtype, device=alpha.device).index_add(0, pairs.pix, weight)
+    return rgb, acc
+
+
+def _render_torch(g: Gaussians2D, opacities: torch.Tensor, height: int, width: int,
+                  compositing: str, pairs: Optional[PixelPairs]):
+    if pairs is None:
+        pairs = build_pairs(g.means, g.covariances, height, width,
+                            extent=cutoff_radius(float(opacities.max()) if len(g) else 1.0),
+                            pixel_major=compositing == 'alpha')
+    alpha = _pair_alphas(g.means, conics_from_covariances(g.covariances), opacities, pairs)
+    rgb, acc = _composite_pairs(alpha, g.colors, pairs, compositing)
+    return rgb.view(height, width, -1), acc.view(height, width)
+
+
+# ---------------------------------------------------------------------- dense reference
+def _render_dense(g: Gaussians2D, opacities: torch.Tensor, height: int, width: int,
+                  compositing: str, rows: Optional[Tuple[int, int]] = None):
+    """Every Gaussian at every pixel of rows ``[r0, r1)`` (reference, O(N H W))."""
+    r0, r1 = rows if rows is not None else (0, height)
+    dtype, device = g.means.dtype, g.means.device
+    ys = torch.arange(r0, r1, dtype=dtype, device=device) + 0.5
+    xs = torch.arange(width, dtype=dtype, device=device) + 0.5
+    con = conics_from_covariances(g.covariances)
+    dx = g.means[:, 0, None, None] - xs[None, None, :]          # (N, 1, W)
+    dy = g.means[:, 1, None, None] - ys[None, :, None]          # (N, h, 1)
+    q = 0.5 * (con[:, 0, None, None] * dx * dx + con[:, 2, None, None] * dy * dy) \
+        + con[:, 1, None, None] * dx * dy                        # (N, h, W)
+    alpha = (opacities[:, None, None] * torch.exp(-q)).clamp(max=ALPHA_MAX)
+    alpha = torch.where((q >= 0) & (alpha >= ALPHA_THRESHOLD), alpha, torch.zeros_like(alpha))
+    if compositing == 'alpha':
+        t_after = torch.cumprod(1 - alpha, 0)
+        t_before = torch.cat([torch.ones_like(t_after[:1]), t_after[:-1]], 0)
+        weight = torch.where(t_after > TRANSMITTANCE_MIN, alpha * t_before,
+                             torch.zeros_like(alpha))
+    else:
+        weight = alpha
+    rgb = torch.einsum('nhw,nc->hwc', weight, g.colors)
+    return rgb, weight.sum(0)
+
+
+# ---------------------------------------------------------------------- gsplat backend
+def _render_gsplat(g: Gaussians2D, opacities: torch.Tensor, height: int, width: int,
+                   tile_size: int = 16):
+    """gsplat 1.5.3 ``rasterize_to_pixels`` on CUDA (alpha compositing only).
+
+    Depths are ``1, 2, ..., N`` so gsplat's front-to-back order is the index order
+    used by the torch backend.
+    """
+    from gsplat import isect_offset_encode, isect_tiles, rasterize_to_pixels
+    dev = g.means.device if g.means.is_cuda else torch.device('cuda')
+    means = g.means.to(dev).float().contiguous()
+    cov = g.covariances.to(dev).float()
+    conics = conics_from_covariances(cov).contiguous()
+    colors = g.colors.to(dev).float().contiguous()
+    opac = opacities.to(dev).float().contiguous()
+    n = means.shape[0]
+    # per-axis radius as gsplat's projection computes it (opacity-aware extent)
+    extent = torch.sqrt(2.0 * torch.log(opac.detach().clamp_min(ALPHA_THRESHOLD)
+                                        / ALPHA_THRESHOLD)).clamp(max=3.33)
+    diag = torch.stack([cov[:, 0, 0], cov[:, 1, 1]], -1).detach().clamp_min(0)
+    radii = torch.ceil(extent[:, None] * diag.sqrt())
+    radii = torch.nan_to_num(radii, nan=0.0, posinf=0.0).to(torch.int32)
+    depths = torch.arange(1, n + 1, device=dev, dtype=torch.float32)
+    tile_w = (width + tile_size - 1) // tile_size
+    tile_h = (height + tile_size - 1) // tile_size
+    _, isect_ids, flatten_ids = isect_tiles(means[None], radii[None], depths[None], tile_size,
+                                            tile_w, tile_h)
+    offsets = isect_offset_encode(isect_ids, 1, tile_w, tile_h)
+    rgb, acc = rasterize_to_pixels(means[None], conics[None], colors[None], opac[None],
+                                   width, height, tile_size, offsets, flatten_ids)
+    out_dev = g.means.device
+    return rgb[0].to(out_dev), acc[0, ..., 0].to(out_dev)
+
+
+# ---------------------------------------------------------------------- public API
+def render(gaussians: Gaussians2D, height: int, width: int, backend: str = 'auto', *,
+           compositing: str = 'alpha', opacities: Optional[Union[torch.Tensor, float]] = None,
+           background: Optional[torch.Tensor] = None, pairs: Optional[PixelPairs] = None,
+           rows: Optional[Tuple[int, int]] = None, return_alpha: bool = False):
+    """Splat ``gaussians`` into an ``(height, width, 3)`` image (differentiable with
+    respect to covariances — hence scales and angles — and colours).
+
+    Args:
+        gaussians: the Gaussians (means px (x, y), covariances px^2, colours).
+        height, width: output size in pixels.
+        backend: ``'auto'`` | ``'torch'`` | ``'gsplat'`` | ``'dense'`` (see module doc).
+        compositing: ``'alpha'`` (gsplat, default) or ``'sum'`` (torch/dense only).
+        opacities: ``(N,)`` or a scalar in (0, 1]; default 1.
+        background: ``(H, W, 3)`` image or ``(3,)`` colour composited behind.
+        pairs: precomputed :class:`PixelPairs` (torch backend; a fit reuses them).
+        rows: ``(r0, r1)`` render only these rows (``dense`` only, for chunking).
+        return_alpha: also return the ``(H, W)`` accumulated alpha.
+
+    Returns:
+        ``(H, W, 3)`` tensor on the Gaussians' device (and the alpha map).
+    """
+    backend = resolve_backend(backend, compositing)
+    g = gaussians
+    n = len(g)
+    if opacities is None:
+        opacities = 1.0
+    if not isinstance(opacities, torch.Tensor) or opacities.dim() == 0:
+        opacities = torch.full((n,), float(opacities), dtype=g.means.dtype, device=g.means.device)
+    if backend == 'gsplat':
+        if compositing != 'alpha':
+            raise ValueError("the gsplat backend only does alpha compositing")
+        rgb, acc = _render_gsplat(g, opacities, height, width)
+    elif backend == 'dense':
+        rgb, acc = _render_dense(g, opacities, height, width, compositing, rows)
+    else:
+        if rows is not None:
+            raise ValueError('rows= is only supported by the dense backend')
+        rgb, acc = _render_torch(g, opacities, height, width, compositing, pairs)
+    if background is not None:
+        bg = background.to(rgb)
+        if rows is not None and bg.dim() == 3:
+            bg = bg[rows[0]:rows[1]]
+        rgb = rgb + (1 - acc.clamp(max=1))[..., None] * bg
+    return (rgb, acc) if return_alpha else rgb

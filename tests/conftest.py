@@ -1,0 +1,41 @@
+"""Shared pytest fixtures for gst_mm."""
+import os
+import os.path as osp
+import sys
+
+import pytest
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SHARED_DATA = osp.join(osp.dirname(REPO_ROOT), 'shared', 'data')
+MPII_SAMPLE = osp.join(SHARED_DATA, 'mpii_sample')
+
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+# Two cores: one thread per test process keeps runs predictable.
+os.environ.setdefault('OMP_NUM_THREADS', '1')
+
+
+@pytest.fixture(scope='session')
+def repo_root() -> str:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope='session')
+def mpii_sample_dir() -> str:
+    if not osp.isdir(MPII_SAMPLE):
+        pytest.skip(f'MPII sample not found at {MPII_SAMPLE}')
+    return MPII_SAMPLE
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -1,0 +1,158 @@
+"""Fit and cache the Gaussians of a data set (GST precompute stage).
+
+From a config (the data sets and the ``GSTPrecomputeHook`` settings it names)::
+
+    python tools/precompute.py CONFIG [--splits train val] [--workers 2]
+        [--shard K/N] [--cache-dir DIR] [--cfg-options key=value ...]
+
+From plain paths (an image folder and a folder of ``<name>.json`` files with a
+``points`` list of (x, y) pixels, the crowd layout of docs/datasets.md)::
+
+    python tools/precompute.py --img-dir DIR --ann-dir DIR --cache-dir DIR [--data-root DIR]
+
+Images whose cache is valid are skipped, so a killed run resumes where it
+stopped. Several machines split a data set with ``--shard K/N`` each, or run it
+under ``torchrun`` (the shard then comes from RANK / WORLD_SIZE). Ends with a
+summary (fitted, skipped, failed with reasons); exits 1 when any image failed.
+"""
+import argparse
+import glob
+import json
+import os
+import os.path as osp
+import sys
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from gst_mm.splatting import GaussianCache, GaussianSample, fit_missing
+
+HOOK_TYPES = ('GSTPrecomputeHook', 'gst_mm.GSTPrecomputeHook')
+IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff')
+
+
+def parse_shard(text: Optional[str]) -> Tuple[int, int]:
+    """``'K/N'`` -> (K, N), 0 <= K < N; default from torchrun's RANK/WORLD_SIZE."""
+    if text is None:
+        return int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
+    try:
+        k, n = (int(v) for v in text.split('/'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'--shard must look like K/N, got {text!r}')
+    if not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f'--shard {text}: need 0 <= K < N')
+    return k, n
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+
+    p = argparse.ArgumentParser(description='Fit and cache GST Gaussians')
+    p.add_argument('config', nargs='?', help='gst_mm / MMPose config naming the data sets')
+    p.add_argument('--splits', nargs='+', default=None, choices=['train', 'val', 'test'],
+                   help="data sets to cover (default: the hook's splits, else train)")
+    p.add_argument('--img-dir', help='plain-path mode: folder of images')
+    p.add_argument('--ann-dir', help='plain-path mode: folder of <name>.json with "points"')
+    p.add_argument('--data-root', help='plain-path mode: cache keys are image paths '
+                   'relative to it (default: the parent of --img-dir, as in the crowd layout)')
+    p.add_argument('--cache-dir', help='cache root (default: the config hook\'s cache_dir)')
+    p.add_argument('--iterations', type=int, help='override the fit iterations')
+    p.add_argument('--workers', type=int, default=None, help='fitting processes')
+    p.add_argument('--shard', default=None, help='K/N: fit only shard K of N')
+    p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='override settings of the config, key=value')
+    args = p.parse_args(argv)
+    if (args.config is None) == (args.img_dir is None):
+        p.error('give either a CONFIG or --img-dir/--ann-dir/--cache-dir')
+    if args.img_dir is not None and (args.ann_dir is None or args.cache_dir is None):
+        p.error('plain-path mode needs --img-dir, --ann-dir and --cache-dir')
+    try:
+        args.shard = parse_shard(args.shard)
+    except argparse.ArgumentTypeError as err:
+        p.error(str(err))
+    return args
+
+
+def find_hook_cfg(cfg) -> Dict:
+    """The config's GSTPrecomputeHook settings ({} when it has none)."""
+    for hook in cfg.get('custom_hooks', None) or []:
+        if hook.get('type') in HOOK_TYPES:
+            return {k: v for k, v in hook.items() if k != 'type'}
+    return {}
+
+
+def plain_path_samples(img_dir: str, ann_dir: str) -> List[GaussianSample]:
+    """Samples of an image folder with per-image ``<stem>.json`` point files."""
+    samples = []
+    for img_path in sorted(glob.glob(osp.join(img_dir, '*'))):
+        if osp.splitext(img_path)[1].lower() not in IMAGE_EXTS:
+            continue
+        stem = osp.splitext(osp.basename(img_path))[0]
+        ann_path = osp.join(ann_dir, stem + '.json')
+        if not osp.isfile(ann_path):
+            raise FileNotFoundError(f'{img_path}: no annotation file {ann_path}')
+        with open(ann_path) as f:
+            points = np.asarray(json.load(f).get('points', []), np.float32).reshape(-1, 2)
+        samples.append(GaussianSample(key=stem, img_path=img_path, points=points))
+    if not samples:
+        raise FileNotFoundError(f'no images found in {img_dir}')
+    return samples
+
+
+def run_config(args) -> int:
+    from mmengine.config import Config
+
+    from gst_mm.engine import precompute_dataset
+    from gst_mm.registry import DATASETS
+    from gst_mm.utils import register_all_modules
+
+    register_all_modules()
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    hook = find_hook_cfg(cfg)
+    cache_dir = args.cache_dir or hook.get('cache_dir') or cfg.get('gaussian_cache_dir')
+    if cache_dir is None:
+        raise SystemExit(f'{args.config}: no GSTPrecomputeHook cache_dir nor '
+                         'gaussian_cache_dir; pass --cache-dir')
+    fit_cfg = dict(hook.get('fit_cfg') or {})
+    if args.iterations is not None:
+        fit_cfg['iterations'] = args.iterations
+    workers = args.workers or hook.get('workers', 1)
+    splits = args.splits or list(hook.get('splits', ('train', )))
+    failed = 0
+    for split in splits:
+        loader_cfg = cfg.get(f'{split}_dataloader', None)
+        if not loader_cfg:
+            print(f'[precompute] {args.config} has no {split}_dataloader; skipped')
+            continue
+        dataset = DATASETS.build(loader_cfg['dataset'])
+        print(f'[precompute] {split} set: {len(dataset)} samples -> {cache_dir} '
+              f'(shard {args.shard[0]}/{args.shard[1]})')
+        summary = precompute_dataset(dataset, cache_dir, fit_cfg=fit_cfg,
+                                     data_root=hook.get('data_root'), workers=workers,
+                                     shard=args.shard, progress=not args.no_progress)
+        print(f'[precompute] {split}: {summary}')
+        failed += len(summary.failed)
+    return 1 if failed else 0
+
+
+def run_plain(args) -> int:
+    samples = plain_path_samples(args.img_dir, args.ann_dir)
+    data_root = args.data_root or osp.dirname(osp.abspath(args.img_dir))
+    cache = GaussianCache(args.cache_dir, data_root=data_root)
+    fit_cfg = {} if args.iterations is None else dict(iterations=args.iterations)
+    summary = fit_missing(samples, cache, fit_cfg, workers=args.workers or 1,
+                          shard=args.shard, progress=not args.no_progress)
+    print(f'[precompute] {summary}')
+    return 1 if summary.failed else 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    return run_config(args) if args.config else run_plain(args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
