@@ -19,7 +19,7 @@ def _unwrap(dataset):
     if hasattr(dataset, 'datasets'):
         for sub in dataset.datasets:
             yield from _unwrap(sub)
-    elif hasattr(dataset, 'dataset') and not hasattr(dataset, 'data_list'):
+    elif hasattr(dataset, 'dataset') and not hasattr(dataset, 'get_data_info'):
         yield from _unwrap(dataset.dataset)
     else:
         yield dataset
@@ -62,7 +62,9 @@ def collect_gaussian_samples(dataset) -> Tuple[List[GaussianSample], Optional[st
         if hasattr(leaf, 'full_init'):
             leaf.full_init()
         data_root = data_root or getattr(leaf, 'data_root', None)
-        for info in leaf.data_list:
+        # data_list is emptied when a data set serialises it: read through get_data_info
+        for idx in range(len(leaf)):
+            info = leaf.get_data_info(idx)
             img_path = info['img_path']
             grouped.setdefault(img_path, []).append(_points_of(info))
     samples = []

@@ -1,0 +1,18 @@
+"""2D Gaussian splatting precompute of GST (pure PyTorch / NumPy, no OpenMMLab).
+
+* :class:`Gaussians2D` — means (x, y) px, covariances px^2, colours; affine transform.
+* :func:`render` — differentiable splatting with gsplat's conventions (torch / gsplat).
+* :func:`fit_gaussians` — one Gaussian per annotation point, mean pinned.
+* :class:`GaussianCache` — one atomic HDF5 file per image; :func:`fit_missing` fits
+  the images without a valid cache.
+"""
+from .cache import GaussianCache, GaussianCacheError
+from .fit import FitInfo, fit_gaussians, read_image
+from .gaussians import Gaussians2D
+from .precompute import GaussianSample, PrecomputeSummary, fit_missing
+from .render import render
+
+__all__ = [
+    'Gaussians2D', 'render', 'fit_gaussians', 'FitInfo', 'read_image', 'GaussianCache',
+    'GaussianCacheError', 'GaussianSample', 'fit_missing', 'PrecomputeSummary',
+]

@@ -203,14 +203,79 @@ def _composite_pairs(alpha: torch.Tensor, colors: torch.Tensor, pairs: PixelPair
     return rgb, acc
 
 
+def _scatter_add(values: torch.Tensor, idx: torch.Tensor, size: int) -> torch.Tensor:
+    """1D ``values (P,)`` summed into ``(size,)`` at ``idx (P,)``."""
+    return values.new_zeros(size).index_add_(0, idx, values)
+
+
+class _SumSplat(torch.autograd.Function):
+    """Sum compositing over pixel pairs with a hand-written backward: 1D gathers
+    (``index_select``) and scatters (``index_add_``) per channel, which on CPU are
+    several times faster than autograd through advanced indexing.
+    Returns ``(rgb (H*W, C), acc (H*W,))``."""
+
+    @staticmethod
+    def forward(ctx, means, conics, colors, opacities, pairs: PixelPairs):
+        g, pix = pairs.gid, pairs.pix
+        hw = pairs.height * pairs.width
+        dx = means[:, 0].index_select(0, g) - pairs.px
+        dy = means[:, 1].index_select(0, g) - pairs.py
+        ca, cb, cc = (conics[:, k].index_select(0, g) for k in range(3))
+        q = (0.5 * ca * dx + cb * dy) * dx + 0.5 * cc * dy * dy
+        raw = torch.exp(-q) * opacities.index_select(0, g)
+        valid = (q >= 0) & (raw >= ALPHA_THRESHOLD)
+        alpha = raw.clamp(max=ALPHA_MAX) * valid
+        chans = [_scatter_add(alpha * colors[:, k].index_select(0, g), pix, hw)
+                 for k in range(colors.shape[1])]
+        acc = _scatter_add(alpha, pix, hw)
+        # d alpha / d q = -alpha where alpha is neither skipped nor clamped
+        dalpha = alpha * (raw <= ALPHA_MAX)
+        ctx.pairs = pairs
+        ctx.save_for_backward(means, conics, colors, opacities, alpha, dalpha, dx, dy)
+        return torch.stack(chans, 1), acc
+
+    @staticmethod
+    def backward(ctx, g_rgb, g_acc):
+        means, conics, colors, opacities, alpha, dalpha, dx, dy = ctx.saved_tensors
+        pairs = ctx.pairs
+        g, pix = pairs.gid, pairs.pix
+        n = means.shape[0]
+        g_alpha = g_acc.index_select(0, pix)
+        gr = []
+        for k in range(colors.shape[1]):
+            grk = g_rgb[:, k].index_select(0, pix)
+            gr.append(grk)
+            g_alpha = g_alpha + grk * colors[:, k].index_select(0, g)
+        grads = [None] * 5
+        if ctx.needs_input_grad[2]:
+            grads[2] = torch.stack([_scatter_add(grk * alpha, g, n) for grk in gr], 1)
+        gq = -dalpha * g_alpha  # dL/dq
+        if ctx.needs_input_grad[1]:
+            hx = 0.5 * dx * gq
+            hy = 0.5 * dy * gq
+            grads[1] = torch.stack([_scatter_add(hx * dx, g, n), _scatter_add(2 * hx * dy, g, n),
+                                    _scatter_add(hy * dy, g, n)], 1)
+        if ctx.needs_input_grad[0]:
+            ca, cb, cc = (conics[:, k].index_select(0, g) for k in range(3))
+            grads[0] = torch.stack([_scatter_add((ca * dx + cb * dy) * gq, g, n),
+                                    _scatter_add((cc * dy + cb * dx) * gq, g, n)], 1)
+        if ctx.needs_input_grad[3]:
+            grads[3] = _scatter_add(dalpha / opacities.index_select(0, g) * g_alpha, g, n)
+        return tuple(grads)
+
+
 def _render_torch(g: Gaussians2D, opacities: torch.Tensor, height: int, width: int,
                   compositing: str, pairs: Optional[PixelPairs]):
     if pairs is None:
         pairs = build_pairs(g.means, g.covariances, height, width,
-                            extent=cutoff_radius(float(opacities.max()) if len(g) else 1.0),
+                            extent=cutoff_radius(float(opacities.detach().max()) if len(g) else 1.0),
                             pixel_major=compositing == 'alpha')
-    alpha = _pair_alphas(g.means, conics_from_covariances(g.covariances), opacities, pairs)
-    rgb, acc = _composite_pairs(alpha, g.colors, pairs, compositing)
+    conics = conics_from_covariances(g.covariances)
+    if compositing == 'sum':
+        rgb, acc = _SumSplat.apply(g.means, conics, g.colors, opacities, pairs)
+    else:
+        alpha = _pair_alphas(g.means, conics, opacities, pairs)
+        rgb, acc = _composite_pairs(alpha, g.colors, pairs, compositing)
     return rgb.view(height, width, -1), acc.view(height, width)
 
 

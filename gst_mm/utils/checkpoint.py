@@ -9,7 +9,7 @@ local-file loader, once, for every gst_mm tool and config (it runs at
 
 1. load with ``weights_only=True`` and an allow-list of the types MMEngine and
    MMPose checkpoints contain (numpy arrays/scalars/dtypes, ``HistoryBuffer``,
-   ``ConfigDict``);
+   ``ConfigDict``, ``getattr`` for HistoryBuffer's method table);
 2. if the file still holds another global, it is the user's own local file:
    retry with ``weights_only=False`` and log a warning naming the global.
    Set ``GST_MM_STRICT_CHECKPOINTS=1`` to raise instead.
@@ -45,7 +45,10 @@ def checkpoint_safe_globals() -> List[Any]:
     from mmengine.config import ConfigDict
     from mmengine.logging import HistoryBuffer
 
-    return _numpy_safe_globals() + [HistoryBuffer, ConfigDict]
+    # ``getattr``: HistoryBuffer pickles its statistics-method table as
+    # ``getattr(HistoryBuffer, 'min')``; the weights-only unpickler still calls
+    # (REDUCE) nothing outside this list.
+    return _numpy_safe_globals() + [HistoryBuffer, ConfigDict, getattr]
 
 
 def load_local_checkpoint(filename: str, map_location: Any = None) -> Any:

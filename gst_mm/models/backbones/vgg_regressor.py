@@ -105,18 +105,21 @@ class VGG19Regressor(BaseModule):
         self.trunk_stride = 2**(len(self.widths) - 1)
 
     def init_weights(self) -> None:
-        """Random init (Kaiming for convs, as torchvision's VGG) unless ``init_cfg`` loads weights."""
-        if self.init_cfg is None:
-            for m in self.modules():
-                if isinstance(m, nn.Conv2d):
-                    nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
-                    nn.init.zeros_(m.bias)
-            # a small positive output scale keeps abs() away from its kink at start
-            nn.init.normal_(self.density_layer[0].weight, std=0.01)
-            nn.init.constant_(self.density_layer[0].bias, 1e-3)
-            self._is_init = True
-        else:
+        """Random init (Kaiming, as torchvision's VGG), then ``init_cfg`` (e.g. ImageNet weights).
+
+        The regression head always keeps the random init: pretrained checkpoints
+        only cover ``features.*``.
+        """
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+                nn.init.zeros_(m.bias)
+        # a small positive output keeps abs() away from its kink at the start
+        nn.init.normal_(self.density_layer[0].weight, std=0.01)
+        nn.init.constant_(self.density_layer[0].bias, 1e-3)
+        if self.init_cfg is not None:
             super().init_weights()
+        self._is_init = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` -> density ``(B, 1, H // 8, W // 8)`` (non-negative)."""

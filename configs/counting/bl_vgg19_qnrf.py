@@ -1,0 +1,6 @@
+# UCF-QNRF: Bayesian loss baseline (Ma et al. 2019: isotropic sigma = 8 posterior + background).
+# Identical to gst_vgg19_qnrf.py except for this one switch.
+_base_ = ['./gst_vgg19_qnrf.py']
+model = dict(loss=dict(_delete_=True, type='BayesianLoss'))
+train_dataloader = dict(dataset=dict(pipeline=_base_.point_train_pipeline))
+custom_hooks = []  # nothing to fit

@@ -1,0 +1,2 @@
+"""Evaluation: the crowd-counting metric."""
+from .metrics import *  # noqa: F401,F403

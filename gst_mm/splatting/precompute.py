@@ -1,0 +1,151 @@
+"""Fit and cache the Gaussians of many images (shared by ``tools/precompute.py`` and
+``GSTPrecomputeHook``).
+
+:func:`fit_missing` skips images whose cache is valid, fits the others (optionally in
+worker processes), writes each cache file atomically as soon as it is fitted — so a
+killed run resumes where it stopped — and never aborts on one bad image: failures are
+collected with their reason in the returned :class:`PrecomputeSummary`.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .cache import GaussianCache
+from .fit import fit_gaussians, read_image
+
+
+@dataclass
+class GaussianSample:
+    """One image to fit: ``key`` (names it in reports), ``img_path`` and its
+    annotation ``points (N, 2)`` float px (x, y)."""
+    key: str
+    img_path: str
+    points: np.ndarray
+
+
+@dataclass
+class PrecomputeSummary:
+    """Outcome of :func:`fit_missing`.
+
+    Attributes:
+        fitted: keys fitted and written in this run.
+        skipped: keys whose cache was already valid.
+        failed: ``(key, reason)`` of samples that could not be fitted.
+        refitted: ``(key, reason)`` of samples whose existing cache was stale or
+            corrupt (they are also in ``fitted`` or ``failed``).
+        seconds: wall time.
+    """
+    fitted: List[str] = field(default_factory=list)
+    skipped: List[str] = field(default_factory=list)
+    failed: List[Tuple[str, str]] = field(default_factory=list)
+    refitted: List[Tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed."""
+        return not self.failed
+
+    def __str__(self) -> str:
+        lines = [f'Gaussian precompute: {len(self.fitted)} fitted, {len(self.skipped)} skipped '
+                 f'(valid cache), {len(self.failed)} failed, '
+                 f'{len(self.refitted)} stale/corrupt caches replaced, {self.seconds:.1f} s']
+        for key, reason in self.refitted:
+            lines.append(f'  refit {key}: {reason}')
+        for key, reason in self.failed:
+            lines.append(f'  FAILED {key}: {reason}')
+        return '\n'.join(lines)
+
+
+def fit_sample(sample: GaussianSample, cache: GaussianCache,
+               fit_cfg: Dict[str, Any]) -> Tuple[str, str, Optional[str]]:
+    """Fit one sample and write its cache. Returns ``(key, 'fitted' | 'failed',
+    reason)``; never raises for a bad image."""
+    try:
+        image = read_image(sample.img_path)
+        h, w = image.shape[:2]
+        points = np.asarray(sample.points, np.float64).reshape(-1, 2)
+        cfg = dict(fit_cfg)
+        cfg.setdefault('name', sample.img_path)
+        gaussians, info = fit_gaussians(image, points, return_info=True, **cfg)
+        cache.save(sample.img_path, gaussians, points, (h, w), info.settings,
+                   point_index=np.flatnonzero(info.kept))
+        return sample.key, 'fitted', None
+    except Exception as e:  # noqa: BLE001 - one bad image must not abort the run
+        return sample.key, 'failed', f'{type(e).__name__}: {e}'
+
+
+def _init_worker() -> None:
+    import torch
+    torch.set_num_threads(1)
+
+
+def _work(args) -> Tuple[str, str, Optional[str]]:
+    return fit_sample(*args)
+
+
+def fit_missing(samples: Sequence[GaussianSample], cache: GaussianCache,
+                fit_cfg: Optional[Dict[str, Any]] = None, workers: int = 1,
+                shard: Tuple[int, int] = (0, 1), progress: bool = True) -> PrecomputeSummary:
+    """Fit every sample of this shard that has no valid cache entry.
+
+    Args:
+        samples: the images with their points.
+        cache: where the Gaussians go.
+        fit_cfg: keyword arguments of :func:`fit_gaussians`.
+        workers: worker processes (``spawn``; each uses one torch thread); ``<= 1``
+            fits in this process.
+        shard: ``(k, n)``: only samples ``k, k + n, k + 2n, ...`` (several machines or
+            ranks split one data set).
+        progress: show a tqdm progress bar with ETA.
+
+    Returns:
+        :class:`PrecomputeSummary` (fitted / skipped / failed with reasons).
+    """
+    t0 = time.perf_counter()
+    k, n = shard
+    if not (0 <= k < n):
+        raise ValueError(f'invalid shard {shard}: need 0 <= k < n')
+    fit_cfg = dict(fit_cfg or {})
+    summary = PrecomputeSummary()
+    todo: List[GaussianSample] = []
+    for sample in list(samples)[k::n]:
+        reason = cache.check(sample.img_path, np.asarray(sample.points, np.float32).reshape(-1, 2))
+        if reason is None:
+            summary.skipped.append(sample.key)
+            continue
+        if 'no Gaussian cache' not in reason:
+            summary.refitted.append((sample.key, reason))
+        todo.append(sample)
+
+    from tqdm import tqdm
+    bar = tqdm(total=len(todo), desc='fitting Gaussians', unit='img', disable=not progress,
+               dynamic_ncols=True)
+
+    def record(result: Tuple[str, str, Optional[str]]) -> None:
+        key, status, reason = result
+        if status == 'fitted':
+            summary.fitted.append(key)
+        else:
+            summary.failed.append((key, reason or 'unknown error'))
+        bar.update(1)
+
+    try:
+        if workers <= 1 or len(todo) <= 1:
+            for sample in todo:
+                record(fit_sample(sample, cache, fit_cfg))
+        else:
+            ctx = mp.get_context('spawn')
+            with ctx.Pool(min(workers, len(todo)), initializer=_init_worker) as pool:
+                jobs = [(s, cache, fit_cfg) for s in todo]
+                for result in pool.imap_unordered(_work, jobs, chunksize=1):
+                    record(result)
+    finally:
+        bar.close()
+    summary.seconds = time.perf_counter() - t0
+    return summary

@@ -1,0 +1,44 @@
+"""GST transport kernel, the L_BT loss and the OT baselines (pure PyTorch).
+
+No mmengine / mmcv / mmpose imports here: the registered loss modules live in
+``gst_mm.models.losses`` and call these functions.
+"""
+from .kernel import (
+    DEFAULT_EPS,
+    TransportKernel,
+    build_kernel,
+    cell_centres,
+    clamp_covariances,
+    heuristic_kernel,
+    point_kernels,
+    window_radius,
+)
+from .losses import (
+    batch_mean,
+    batch_transport_loss,
+    bayesian_loss,
+    dm_count_loss,
+    pseudo_density,
+    pseudo_density_l2_loss,
+    transport_loss,
+    uot_loss,
+)
+from .ot import (
+    bayesian_posteriors,
+    pairwise_cost,
+    sinkhorn,
+    solve_uot_potential,
+    uot_alpha,
+    uot_plan,
+    uot_primal_value,
+    uot_semi_dual,
+)
+
+__all__ = [
+    'DEFAULT_EPS', 'TransportKernel', 'build_kernel', 'cell_centres', 'clamp_covariances',
+    'heuristic_kernel', 'point_kernels', 'window_radius', 'batch_mean',
+    'batch_transport_loss', 'bayesian_loss', 'dm_count_loss', 'pseudo_density',
+    'pseudo_density_l2_loss', 'transport_loss', 'uot_loss', 'bayesian_posteriors',
+    'pairwise_cost', 'sinkhorn', 'solve_uot_potential', 'uot_alpha', 'uot_plan',
+    'uot_primal_value', 'uot_semi_dual'
+]

@@ -1,0 +1,156 @@
+"""GST configs: what gstify_config.py produces, and tiny train/test runs on MPII."""
+import importlib.util
+import json
+import os
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+
+MPII_RES50 = 'mmpose::body_2d_keypoint/topdown_heatmap/mpii/td-hm_res50_8xb64-210e_mpii-256x256.py'
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def _tool(name):
+    path = osp.join(REPO, 'tools', f'{name}.py')
+    spec = importlib.util.spec_from_file_location(f'_gst_tool_{name}', path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _unscoped(obj):
+    """Drop the ``_scope_='mmpose'`` tags MMEngine adds to dicts of ``mmpose::`` bases."""
+    if isinstance(obj, dict):
+        return {k: _unscoped(v) for k, v in obj.items() if k != '_scope_'}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_unscoped(v) for v in obj)
+    return obj
+
+
+def _types(pipeline):
+    return [step['type'] for step in pipeline]
+
+
+@pytest.mark.parametrize('width', [32, 48])
+def test_shipped_configs_are_gstify_output_and_change_only_gst_parts(mpii, width):
+    name = f'hrnet-w{width}_8xb64-210e_mpii-256x256.py'
+    src = f'mmpose::body_2d_keypoint/topdown_heatmap/mpii/td-hm_{name}'
+    gst_path = osp.join(REPO, 'configs', 'mpii', f'gst_{name}')
+    text = _tool('gstify_config').gstify(src, gst_path)
+    assert open(gst_path).read() == text, 'regenerate with tools/gstify_config.py'
+
+    gst = _unscoped(Config.fromfile(gst_path).to_dict())
+    plain = _unscoped(Config.fromfile(osp.join(REPO, 'configs', 'mpii', f'td-hm_{name}')).to_dict())
+    # the GST parts
+    head = gst['model'].pop('head')
+    assert head.pop('type') == 'gst_mm.GSTHeatmapHead'
+    assert (head.pop('transport_weight'), head.pop('mse_weight'), head.pop('nonneg')) == \
+        (1.0, 0.0, 'relu')
+    plain_head = plain['model'].pop('head')
+    assert plain_head.pop('type') == 'HeatmapHead' and head == plain_head
+    pipe = gst['train_dataloader']['dataset'].pop('pipeline')
+    plain_pipe = plain['train_dataloader']['dataset'].pop('pipeline')
+    step = pipe.pop(_types(pipe).index('gst_mm.LoadPoseTransportKernel'))
+    assert _types(pipe)[_types(pipe).index('GenerateTarget') + 1] == 'PackPoseInputs'
+    assert step == dict(type='gst_mm.LoadPoseTransportKernel', cache_dir='data/mpii/gst_cache',
+                        data_root='data/mpii/', stride=4)
+    assert pipe == plain_pipe
+    hooks = gst.pop('custom_hooks')
+    assert hooks == plain.pop('custom_hooks', []) + [dict(
+        type='gst_mm.GSTPrecomputeHook', cache_dir='data/mpii/gst_cache', data_root='data/mpii/',
+        fit_cfg=dict(iterations=1000), splits=('train', ))]
+    for key in ('custom_imports', 'gaussian_cache_dir', 'gaussian_data_root', 'train_pipeline'):
+        gst.pop(key)
+    plain.pop('train_pipeline', None)
+    assert gst == plain  # everything else is MMPose's recipe
+
+
+def _tiny(cfg, mpii, work_dir, cache_dir, train_images=2, val=True):
+    """Point a config at the MPII sample: batch 2, one iteration, random init."""
+    cfg.model.backbone.init_cfg = None
+    cfg.work_dir = work_dir
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        dl = cfg[loader]
+        dl.batch_size = 2
+        dl.num_workers = 0
+        dl.persistent_workers = False
+        ds = dl.dataset
+        ds.data_root = mpii['data_root']
+        ds.ann_file = mpii['ann_file']
+        ds.data_prefix = dict(img=mpii['img_prefix'])
+        if loader == 'train_dataloader':
+            ds.indices = train_images
+        else:
+            ds.headbox_file = mpii['headbox_file']
+    for step in cfg.train_dataloader.dataset.pipeline:
+        if step['type'].endswith('LoadPoseTransportKernel'):
+            step.update(cache_dir=cache_dir, data_root=mpii['data_root'])
+    for hook in cfg.get('custom_hooks', []):
+        if hook['type'].endswith('GSTPrecomputeHook'):
+            hook.update(cache_dir=cache_dir, data_root=mpii['data_root'],
+                        fit_cfg=dict(iterations=5))
+    cfg.train_cfg = dict(by_epoch=True, max_epochs=1, val_interval=1)
+    if not val:
+        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
+    return cfg
+
+
+def test_gst_hrnet_w32_trains_and_tests_through_the_tools(mpii, tmp_path):
+    """One training iteration (precompute via the hook) + validation, then
+    tools/test.py on the saved checkpoint: both report the same MPII PCKh."""
+    work = str(tmp_path / 'work')
+    cache = str(tmp_path / 'cache')
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'mpii',
+                                   'gst_hrnet-w32_8xb64-210e_mpii-256x256.py'))
+    cfg = _tiny(cfg, mpii, work, cache)
+    path = str(tmp_path / 'gst_tiny.py')
+    cfg.dump(path)
+
+    _tool('train').main([path, '--work-dir', work])
+    assert len(os.listdir(cache)) > 0  # the hook fitted the 2 training images
+    ckpt = osp.join(work, 'epoch_1.pth')
+    assert osp.isfile(ckpt)
+    out = str(tmp_path / 'metrics.json')
+    _tool('test').main([path, ckpt, '--work-dir', work, '--out', out])
+    metrics = json.load(open(out))
+    pckh = [v for k, v in metrics.items() if k.endswith('PCKh')]
+    assert len(pckh) == 1 and 0.0 <= pckh[0] <= 100.0, metrics
+
+    # the log of the training run's validation holds the same PCKh
+    logs = [osp.join(r, f) for r, _, fs in os.walk(work) for f in fs if f.endswith('.json')
+            and f != 'metrics.json' and 'scalars' not in f]
+    vals = [json.loads(line) for p in logs for line in open(p) if 'PCKh' in line]
+    assert vals and vals[0]['PCKh'] == pytest.approx(pckh[0], abs=1e-6)
+
+
+def test_gstify_res50_trains_one_iteration(mpii, tmp_path):
+    out = str(tmp_path / 'gst_res50.py')
+    _tool('gstify_config').main([MPII_RES50, out])
+    cfg = Config.fromfile(out)
+    assert cfg.model.head.type == 'gst_mm.GSTHeatmapHead'
+    assert _types(cfg.train_dataloader.dataset.pipeline)[-2:] == [
+        'gst_mm.LoadPoseTransportKernel', 'PackPoseInputs']
+    assert cfg.custom_hooks[-1]['type'] == 'gst_mm.GSTPrecomputeHook'
+    work, cache = str(tmp_path / 'work'), str(tmp_path / 'cache')
+    cfg = _tiny(cfg, mpii, work, cache, val=False)
+    path = str(tmp_path / 'gst_res50_tiny.py')
+    cfg.dump(path)
+    _tool('train').main([path, '--work-dir', work])
+    logs = [osp.join(r, f) for r, _, fs in os.walk(work) for f in fs if f.endswith('.json')
+            and 'scalars' not in f]
+    steps = [json.loads(line) for p in logs for line in open(p) if 'loss_kpt' in line]
+    assert steps and steps[0]['loss_kpt'] > 0
+
+
+def test_gstify_refuses_non_heatmap_configs(mpii, tmp_path):
+    gstify = _tool('gstify_config').gstify
+    with pytest.raises(ValueError, match='HeatmapHead'):
+        gstify('mmpose::body_2d_keypoint/topdown_regression/mpii/'
+               'td-reg_res50_8xb64-210e_mpii-256x256.py')
+    # an existing GST config is refused rather than converted twice
+    with pytest.raises(ValueError, match='GSTHeatmapHead|HeatmapHead'):
+        gstify(osp.join(REPO, 'configs', 'mpii', 'gst_hrnet-w32_8xb64-210e_mpii-256x256.py'))

@@ -1,0 +1,183 @@
+"""LoadPoseTransportKernel: kernels follow MMPose's flip + bbox transform + affine.
+
+The cache holds synthetic anisotropic Gaussians pinned at every visible joint of
+the sample (independent of the fit), so the geometry is tested exactly.
+"""
+import copy
+import os.path as osp
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from gst_mm.datasets.transforms.pose_transforms import KERNEL_KEY, LoadPoseTransportKernel
+
+STRIDE = 4
+CODEC = dict(type='MSRAHeatmap', input_size=(256, 256), heatmap_size=(64, 64), sigma=2)
+
+
+def _pipeline(cache_dir, data_root, flip_prob=1.0, rotate=True):
+    return [
+        dict(type='LoadImage'),
+        dict(type='GetBBoxCenterScale'),
+        dict(type='RandomFlip', direction='horizontal', prob=flip_prob),
+        dict(type='RandomBBoxTransform', shift_prob=1.0, scale_prob=1.0,
+             rotate_prob=1.0 if rotate else 0.0),
+        dict(type='TopdownAffine', input_size=CODEC['input_size']),
+        dict(type='GenerateTarget', encoder=CODEC),
+        dict(type='gst_mm.LoadPoseTransportKernel', cache_dir=cache_dir,
+             data_root=data_root, stride=STRIDE),
+        dict(type='PackPoseInputs', pack_transformed=True),
+    ]
+
+
+def _dataset(mpii, pipeline):
+    from mmpose.datasets import MpiiDataset
+    return MpiiDataset(data_root=mpii['data_root'], ann_file=mpii['ann_file'],
+                       data_prefix=dict(img=mpii['img_prefix']), pipeline=pipeline)
+
+
+@pytest.fixture(scope='module')
+def synthetic_cache(mpii, tmp_path_factory):
+    """A Gaussian cache with random anisotropic Gaussians at all visible joints."""
+    from gst_mm.splatting import GaussianCache, Gaussians2D
+    cache_dir = str(tmp_path_factory.mktemp('gst_cache'))
+    ds = _dataset(mpii, [])
+    data_root = mpii['data_root']
+    cache = GaussianCache(cache_dir, data_root=data_root)
+    rng = np.random.default_rng(0)
+    for i in range(len(ds)):  # one instance per image in the sample
+        info = ds.get_data_info(i)
+        vis = np.asarray(info['keypoints_visible']).reshape(-1) > 0
+        points = np.asarray(info['keypoints'], np.float32).reshape(-1, 2)[vis]
+        n = len(points)
+        scales = rng.uniform(6.0, 25.0, size=(n, 2))
+        angles = rng.uniform(0, np.pi, size=n)
+        g = Gaussians2D.from_scales_angles(points, scales, angles)
+        h, w = cv2.imread(info['img_path']).shape[:2]
+        cache.save(info['img_path'], g, points=points, image_size=(h, w))
+    return cache_dir, data_root, cache
+
+
+def _affine_from_correspondences(src, dst):
+    """Least-squares 2x3 affine src -> dst (independent of the transform's maths)."""
+    a = np.concatenate([src, np.ones((len(src), 1))], 1)
+    sol, *_ = np.linalg.lstsq(a, dst, rcond=None)
+    return sol.T  # (2, 3)
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_kernels_follow_flip_bbox_transform_and_affine(mpii, synthetic_cache, seed):
+    from gst_mm.transport import point_kernels
+    cache_dir, data_root, cache = synthetic_cache
+    ds = _dataset(mpii, _pipeline(cache_dir, data_root))
+    raw = _dataset(mpii, [])
+    np.random.seed(seed)
+    checked = 0
+    for i in range(len(ds)):
+        out = ds[i]
+        sample = out['data_samples']
+        kern = sample.gt_fields.get(KERNEL_KEY).numpy()
+        assert kern.shape == (16, 64, 64) and kern.dtype == np.float32
+        assert sample.metainfo['flip']  # prob 1
+        tk = np.asarray(sample.gt_instances.transformed_keypoints)[0]
+        vis = np.asarray(sample.gt_instances.keypoints_visible).reshape(-1) > 0
+        inside = (tk[:, 0] >= -0.5) & (tk[:, 0] < 255.5) & (tk[:, 1] >= -0.5) & (tk[:, 1] < 255.5)
+        use = vis & inside
+        # unsupervised joints have all-zero kernels, supervised ones carry mass
+        assert np.all(kern[~use] == 0)
+        assert np.all(kern[use].reshape(use.sum(), -1).max(1) > 0.5)
+
+        # 1) mass centred on each joint within one heatmap cell (MMPose: cell = p / 4)
+        ys, xs = np.mgrid[0:64, 0:64]
+        for j in np.flatnonzero(use):
+            k = kern[j]
+            u = tk[j] / STRIDE
+            border = max(k[0].max(), k[-1].max(), k[:, 0].max(), k[:, -1].max())
+            if border > 1e-4:
+                continue  # kernels cut by the crop border are not symmetric
+            cx, cy = (k * xs).sum() / k.sum(), (k * ys).sum() / k.sum()
+            assert abs(cx - u[0]) < 1.0 and abs(cy - u[1]) < 1.0, (i, j, (cx, cy), u)
+            peak = np.unravel_index(k.argmax(), k.shape)
+            assert abs(peak[1] - u[0]) <= 1 and abs(peak[0] - u[1]) <= 1
+            checked += 1
+
+        # 2) exact kernels from an independently estimated affine: original joints of
+        # the flipped sample are the raw joints renumbered by flip_indices
+        info = raw.get_data_info(i)
+        orig = np.asarray(info['keypoints'])[0][np.asarray(sample.metainfo['flip_indices'])]
+        m = _affine_from_correspondences(orig[vis], tk[vis])
+        gauss = cache.load(info['img_path'])
+        means = gauss.means.numpy()
+        cov = []
+        for p in orig[use]:
+            n = np.argmin(((means - p) ** 2).sum(1))
+            cov.append(m[:, :2] @ gauss.covariances.numpy()[n] @ m[:, :2].T)
+        ref = point_kernels(torch.as_tensor(tk[use] + STRIDE / 2, dtype=torch.float32),
+                            torch.as_tensor(np.stack(cov), dtype=torch.float32),
+                            (64, 64), STRIDE)
+        ref = ref.numpy() if hasattr(ref, 'numpy') else np.asarray(ref)
+        np.testing.assert_allclose(kern[use], ref, atol=2e-3)
+    assert checked >= 10
+
+
+def test_no_flip_and_heatmap_alignment_with_mmpose_target(mpii, synthetic_cache):
+    """Without flip/rotation the kernel peak is the MSE target's peak cell."""
+    cache_dir, data_root, _ = synthetic_cache
+    ds = _dataset(mpii, _pipeline(cache_dir, data_root, flip_prob=0.0, rotate=False))
+    np.random.seed(3)
+    for i in range(len(ds)):
+        s = ds[i]['data_samples']
+        kern = s.gt_fields.get(KERNEL_KEY).numpy()
+        heat = s.gt_fields.heatmaps.numpy()
+        w = s.gt_instance_labels.keypoint_weights.numpy().reshape(-1)
+        for j in range(16):
+            if kern[j].max() == 0 or w[j] == 0 or heat[j].max() < 0.99:
+                continue
+            kp = np.unravel_index(kern[j].argmax(), kern[j].shape)
+            hp = np.unravel_index(heat[j].argmax(), heat[j].shape)
+            assert max(abs(kp[0] - hp[0]), abs(kp[1] - hp[1])) <= 1
+
+
+def test_out_of_crop_and_invisible_joints_get_zero_kernels(mpii, synthetic_cache):
+    cache_dir, data_root, _ = synthetic_cache
+    pipe = _pipeline(cache_dir, data_root, flip_prob=0.0, rotate=False)
+    # zoom in 3x: most joints fall outside the 256x256 crop
+    pipe[3] = dict(type='RandomBBoxTransform', shift_prob=0.0, scale_prob=1.0,
+                   scale_factor=(0.3, 0.3), rotate_prob=0.0)
+    ds = _dataset(mpii, pipe)
+    results = ds.get_data_info(0)
+    results['keypoints_visible'] = results['keypoints_visible'].copy()
+    results['keypoints_visible'][0, 7] = 0  # hide the thorax
+    out = ds.pipeline(copy.deepcopy(results))
+    s = out['data_samples']
+    kern = s.gt_fields.get(KERNEL_KEY).numpy()
+    tk = np.asarray(s.gt_instances.transformed_keypoints)[0]
+    outside = ~((tk[:, 0] >= -0.5) & (tk[:, 0] < 255.5) & (tk[:, 1] >= -0.5) & (tk[:, 1] < 255.5))
+    assert outside.sum() >= 3 and (~outside).sum() >= 1
+    assert np.all(kern[outside] == 0)
+    assert np.all(kern[7] == 0)
+    keep = ~outside
+    keep[7] = False
+    assert np.all(kern[keep].reshape(keep.sum(), -1).max(1) > 0)
+
+
+def test_stale_cache_and_misplaced_transform_raise(mpii, synthetic_cache, tmp_path):
+    from gst_mm.splatting import GaussianCache, Gaussians2D
+    _, data_root, cache = synthetic_cache
+    raw = _dataset(mpii, [])
+    info = raw.get_data_info(0)
+    # a cache whose means are 5 px off the annotations: stale for this image
+    stale = GaussianCache(str(tmp_path), data_root=data_root)
+    g = cache.load(info['img_path'])
+    h, w = cv2.imread(info['img_path']).shape[:2]
+    stale.save(info['img_path'], Gaussians2D(g.means + 5.0, g.covariances),
+               points=g.means.numpy() + 5.0, image_size=(h, w))
+    ds = _dataset(mpii, _pipeline(str(tmp_path), data_root))
+    with pytest.raises(ValueError, match=osp.basename(info['img_path'])):
+        ds.pipeline(copy.deepcopy(info))
+    # before TopdownAffine the transform refuses with a clear message
+    t = LoadPoseTransportKernel(str(tmp_path), data_root=data_root)
+    with pytest.raises(KeyError, match='TopdownAffine'):
+        t(dict(info))
