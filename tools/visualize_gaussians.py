@@ -24,8 +24,14 @@ import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from gst_mm.splatting import (GaussianCache, GaussianCacheError, Gaussians2D,  # noqa: E402
-                              fit_gaussians, read_image, render)
+from gst_mm.splatting import (  # noqa: E402
+    GaussianCache,
+    GaussianCacheError,
+    Gaussians2D,
+    fit_gaussians,
+    read_image,
+    render,
+)
 from gst_mm.splatting.fit import knn_distance, median_background  # noqa: E402
 
 
@@ -92,7 +98,8 @@ def visualize(image: np.ndarray, gaussians: Gaussians2D, out_path: str,
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('image')
     p.add_argument('points', help='.npy or .json points (x, y) px')
     p.add_argument('--out', default=None, help='output PNG (default: <image>_gaussians.png)')

@@ -28,8 +28,10 @@ def _unwrap(dataset):
 def _points_of(info: dict) -> np.ndarray:
     """Annotation points (N, 2) (x, y) in image pixels of one raw data info.
 
-    Crowd data infos carry ``points``; MMPose ones ``keypoints (I, K, 2)`` with
-    ``keypoints_visible (I, K)``: only visible joints are pinned.
+    Crowd data infos carry ``points`` (already in the splatting convention,
+    pixel centres at +0.5); MMPose ones ``keypoints (I, K, 2)`` with
+    ``keypoints_visible (I, K)``: only visible joints are pinned, and MMPose's
+    pixel indices (centres at integers) are shifted by +0.5.
     """
     if 'points' in info:
         return np.asarray(info['points'], dtype=np.float32).reshape(-1, 2)
@@ -37,9 +39,9 @@ def _points_of(info: dict) -> np.ndarray:
         kpts = np.asarray(info['keypoints'], dtype=np.float32).reshape(-1, 2)
         vis = info.get('keypoints_visible')
         if vis is None:
-            return kpts
+            return kpts + 0.5
         vis = np.asarray(vis, dtype=np.float32).reshape(-1)
-        return kpts[vis > 0]
+        return kpts[vis > 0] + 0.5
     raise KeyError(
         f"data info of {info.get('img_path', '<unknown image>')} has neither "
         "'points' nor 'keypoints'")

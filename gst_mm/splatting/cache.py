@@ -170,7 +170,9 @@ class GaussianCache:
         except GaussianCacheError as e:
             return str(e)
         reason = self._stale_reason(rec, points, image_size)
-        return None if reason is None else f"{img_path}: stale Gaussian cache {rec['path']} ({reason})"
+        if reason is None:
+            return None
+        return f"{img_path}: stale Gaussian cache {rec['path']} ({reason})"
 
     def is_valid(self, img_path: str, points: Optional[np.ndarray] = None,
                  image_size: Optional[Tuple[int, int]] = None) -> bool:

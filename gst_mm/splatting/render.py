@@ -78,7 +78,8 @@ def resolve_backend(backend: str, compositing: str = 'alpha') -> str:
 # ---------------------------------------------------------------------- pixel windows
 @dataclass
 class PixelPairs:
-    """Sparse (pixel, Gaussian) pairs inside each Gaussian's rectangular window.
+    """Sparse (pixel, Gaussian) pairs: the pixel centres inside each Gaussian's
+    window ellipse ``d^T window_cov^-1 d <= extent^2``.
 
     Attributes:
         pix: ``(P,)`` flat pixel index ``row * width + col``.
@@ -86,7 +87,8 @@ class PixelPairs:
         px, py: ``(P,)`` pixel-centre coordinates (px).
         seg_start: ``(P,)`` index of the first pair of the same pixel (pixel-major
             order only, else ``None``); needed by alpha compositing.
-        radii: ``(N, 2)`` half-extents (px) the windows were built with.
+        window_cov: ``(N, 2, 2)`` px^2 covariances the windows were built from
+            (``margin^2 * Sigma``). extent: their Mahalanobis radius.
         height, width: image size in pixels.
     """
     pix: torch.Tensor
@@ -94,7 +96,8 @@ class PixelPairs:
     px: torch.Tensor
     py: torch.Tensor
     seg_start: Optional[torch.Tensor]
-    radii: torch.Tensor
+    window_cov: torch.Tensor
+    extent: float
     height: int
     width: int
 
@@ -102,9 +105,21 @@ class PixelPairs:
         return int(self.pix.numel())
 
     def covers(self, covariances: torch.Tensor, extent: float) -> bool:
-        """True if every window still contains its Gaussian's cut-off box."""
-        need = window_radii(covariances, extent)
-        return bool((need <= self.radii).all())
+        """True if every Gaussian's cut-off ellipse (``extent``) still lies inside its
+        window, i.e. ``extent^2 Sigma <= self.extent^2 window_cov`` (Loewner order:
+        largest eigenvalue of ``window^-1 Sigma`` at most the squared ratio)."""
+        w = self.window_cov.double()
+        c = covariances.detach().double()
+        det_w = w[:, 0, 0] * w[:, 1, 1] - w[:, 0, 1] * w[:, 1, 0]
+        # M = adj(W) C / det(W); its eigenvalues are real and positive for SPD W, C
+        m00 = (w[:, 1, 1] * c[:, 0, 0] - w[:, 0, 1] * c[:, 1, 0]) / det_w
+        m11 = (w[:, 0, 0] * c[:, 1, 1] - w[:, 1, 0] * c[:, 0, 1]) / det_w
+        m01 = (w[:, 1, 1] * c[:, 0, 1] - w[:, 0, 1] * c[:, 1, 1]) / det_w
+        m10 = (w[:, 0, 0] * c[:, 1, 0] - w[:, 1, 0] * c[:, 0, 0]) / det_w
+        tr, det = m00 + m11, m00 * m11 - m01 * m10
+        lam = tr / 2 + torch.sqrt((tr * tr / 4 - det).clamp_min(0))
+        ok = torch.nan_to_num(lam, nan=math.inf) <= (self.extent / extent) ** 2
+        return bool(ok.all())
 
 
 def window_radii(covariances: torch.Tensor, extent: float) -> torch.Tensor:
@@ -118,38 +133,54 @@ def window_radii(covariances: torch.Tensor, extent: float) -> torch.Tensor:
 def build_pairs(means: torch.Tensor, covariances: torch.Tensor, height: int, width: int, *,
                 extent: float = cutoff_radius(1.0), margin: float = 1.0,
                 pixel_major: bool = False) -> PixelPairs:
-    """Enumerate the pixels whose centres lie in each Gaussian's window.
-
-    The window of Gaussian ``n`` is the box ``mean +- margin * extent * sqrt(diag
-    Sigma)``: it contains every pixel with ``alpha >= 1/255`` when ``extent`` is the
-    cut-off radius and ``margin >= 1``.
+    """Enumerate the pixels whose centres lie in each Gaussian's window ellipse
+    ``d^T (margin^2 Sigma)^-1 d <= extent^2``, row by row (exact ellipse spans, not
+    bounding boxes). With ``extent`` the cut-off radius and ``margin >= 1`` this holds
+    every pixel with ``alpha >= 1/255``.
 
     Args:
         means: ``(N, 2)`` px (x, y). covariances: ``(N, 2, 2)`` px^2.
         height, width: image size in pixels.
-        extent: Mahalanobis half-extent; margin: factor >= 1 of slack (a fit reuses
-            the windows while the Gaussians grow).
+        extent: Mahalanobis radius; margin: factor >= 1 of slack (a fit reuses the
+            windows while the Gaussians change, see :meth:`PixelPairs.covers`).
         pixel_major: sort pairs by (pixel, Gaussian index) and fill ``seg_start``.
     """
     device = means.device
-    radii = window_radii(covariances, extent * margin)
-    m = torch.nan_to_num(means.detach(), nan=-1e9)
-    lo = torch.ceil(m - radii - 0.5)
-    hi = torch.floor(m + radii - 0.5)
-    x0 = lo[:, 0].clamp(0, width).long()
-    x1 = hi[:, 0].clamp(-1, width - 1).long()
-    y0 = lo[:, 1].clamp(0, height).long()
-    y1 = hi[:, 1].clamp(-1, height - 1).long()
-    w = (x1 - x0 + 1).clamp_min(0)
-    h = (y1 - y0 + 1).clamp_min(0)
-    counts = w * h
     n = means.shape[0]
-    gid = torch.repeat_interleave(torch.arange(n, device=device), counts)
-    offsets = torch.cumsum(counts, 0) - counts
-    local = torch.arange(gid.numel(), device=device) - offsets[gid]
-    wg = w[gid]
-    col = x0[gid] + local % wg.clamp_min(1)
-    row = y0[gid] + torch.div(local, wg.clamp_min(1), rounding_mode='floor')
+    cov_w = (covariances.detach() * margin ** 2)
+    c = cov_w.double()
+    m = means.detach().double()
+    det = c[:, 0, 0] * c[:, 1, 1] - c[:, 0, 1] * c[:, 1, 0]
+    good = (torch.isfinite(m).all(1) & torch.isfinite(c).flatten(1).all(1) & (det > 0)
+            & (c[:, 0, 0] > 0))
+    c = torch.where(good[:, None, None], c, torch.eye(2, dtype=c.dtype, device=device))
+    m = torch.where(good[:, None], m, torch.zeros_like(m))
+    det = torch.where(good, det, torch.ones_like(det))
+    ca, cb, cc = c[:, 1, 1] / det, -c[:, 0, 1] / det, c[:, 0, 0] / det  # conic of window
+    r2 = extent * extent  # q_w = 0.5 d^T C^-1 d <= extent^2 / 2
+    ry = extent * c[:, 1, 1].sqrt()
+    eps = 1e-6
+    y0 = torch.ceil(m[:, 1] - ry - 0.5 - eps).clamp(0, height).long()
+    y1 = torch.floor(m[:, 1] + ry - 0.5 + eps).clamp(-1, height - 1).long()
+    nrows = torch.where(good, (y1 - y0 + 1).clamp_min(0), torch.zeros_like(y0))
+    # one item per (Gaussian, row): its column span
+    rg = torch.repeat_interleave(torch.arange(n, device=device), nrows)
+    roff = torch.cumsum(nrows, 0) - nrows
+    row = y0[rg] + torch.arange(rg.numel(), device=device) - roff[rg]
+    dy = m[rg, 1] - (row.double() + 0.5)          # mean - pixel centre (gsplat's delta)
+    a, b = ca[rg], cb[rg]
+    disc = (b * dy) ** 2 - a * (cc[rg] * dy * dy - r2)
+    sq = disc.clamp_min(0).sqrt()
+    dx_lo, dx_hi = (-b * dy - sq) / a, (-b * dy + sq) / a
+    mx = m[rg, 0]
+    c0 = torch.ceil(mx - dx_hi - 0.5 - eps).clamp(0, width).long()
+    c1 = torch.floor(mx - dx_lo - 0.5 + eps).clamp(-1, width - 1).long()
+    ncols = torch.where(disc >= 0, (c1 - c0 + 1).clamp_min(0), torch.zeros_like(c0))
+    item = torch.repeat_interleave(torch.arange(rg.numel(), device=device), ncols)
+    coff = torch.cumsum(ncols, 0) - ncols
+    col = c0[item] + torch.arange(item.numel(), device=device) - coff[item]
+    row = row[item]
+    gid = rg[item]
     pix = row * width + col
     seg_start = None
     if pixel_major and pix.numel():
@@ -163,7 +194,8 @@ def build_pairs(means: torch.Tensor, covariances: torch.Tensor, height: int, wid
         seg_start = torch.zeros_like(pix)
     dtype = means.dtype
     return PixelPairs(pix=pix, gid=gid, px=col.to(dtype) + 0.5, py=row.to(dtype) + 0.5,
-                      seg_start=seg_start, radii=radii, height=height, width=width)
+                      seg_start=seg_start, window_cov=cov_w, extent=extent,
+                      height=height, width=width)
 
 
 # ---------------------------------------------------------------------- torch backend
@@ -218,18 +250,21 @@ class _SumSplat(torch.autograd.Function):
     def forward(ctx, means, conics, colors, opacities, pairs: PixelPairs):
         g, pix = pairs.gid, pairs.pix
         hw = pairs.height * pairs.width
-        dx = means[:, 0].index_select(0, g) - pairs.px
-        dy = means[:, 1].index_select(0, g) - pairs.py
-        ca, cb, cc = (conics[:, k].index_select(0, g) for k in range(3))
-        q = (0.5 * ca * dx + cb * dy) * dx + 0.5 * cc * dy * dy
-        raw = torch.exp(-q) * opacities.index_select(0, g)
-        valid = (q >= 0) & (raw >= ALPHA_THRESHOLD)
-        alpha = raw.clamp(max=ALPHA_MAX) * valid
-        chans = [_scatter_add(alpha * colors[:, k].index_select(0, g), pix, hw)
+        dx = means[:, 0].index_select(0, g).sub_(pairs.px)
+        dy = means[:, 1].index_select(0, g).sub_(pairs.py)
+        # q = 0.5 a dx^2 + b dx dy + 0.5 c dy^2, in place to limit (P,) temporaries
+        q = conics[:, 0].index_select(0, g).mul_(dx).mul_(0.5)
+        q.add_(conics[:, 1].index_select(0, g).mul_(dy)).mul_(dx)
+        q.add_(conics[:, 2].index_select(0, g).mul_(dy).mul_(dy).mul_(0.5))
+        valid = q >= 0
+        raw = q.neg_().exp_().mul_(opacities.index_select(0, g))  # q is overwritten
+        valid &= raw >= ALPHA_THRESHOLD
+        # d alpha / d q = -alpha where alpha is neither skipped nor clamped
+        dalpha = raw * (valid & (raw <= ALPHA_MAX))
+        alpha = raw.clamp_(max=ALPHA_MAX).mul_(valid)
+        chans = [_scatter_add(colors[:, k].index_select(0, g).mul_(alpha), pix, hw)
                  for k in range(colors.shape[1])]
         acc = _scatter_add(alpha, pix, hw)
-        # d alpha / d q = -alpha where alpha is neither skipped nor clamped
-        dalpha = alpha * (raw <= ALPHA_MAX)
         ctx.pairs = pairs
         ctx.save_for_backward(means, conics, colors, opacities, alpha, dalpha, dx, dy)
         return torch.stack(chans, 1), acc
@@ -245,16 +280,17 @@ class _SumSplat(torch.autograd.Function):
         for k in range(colors.shape[1]):
             grk = g_rgb[:, k].index_select(0, pix)
             gr.append(grk)
-            g_alpha = g_alpha + grk * colors[:, k].index_select(0, g)
+            g_alpha.addcmul_(grk, colors[:, k].index_select(0, g))
         grads = [None] * 5
         if ctx.needs_input_grad[2]:
-            grads[2] = torch.stack([_scatter_add(grk * alpha, g, n) for grk in gr], 1)
-        gq = -dalpha * g_alpha  # dL/dq
+            grads[2] = torch.stack([_scatter_add(grk.mul_(alpha), g, n) for grk in gr], 1)
+        gq = g_alpha.mul(dalpha).neg_()  # dL/dq
         if ctx.needs_input_grad[1]:
-            hx = 0.5 * dx * gq
-            hy = 0.5 * dy * gq
-            grads[1] = torch.stack([_scatter_add(hx * dx, g, n), _scatter_add(2 * hx * dy, g, n),
-                                    _scatter_add(hy * dy, g, n)], 1)
+            hx = gq * dx
+            hy = gq * dy
+            grads[1] = torch.stack([_scatter_add(hx * dx, g, n).mul_(0.5),
+                                    _scatter_add(hx.mul_(dy), g, n),
+                                    _scatter_add(hy.mul_(dy), g, n).mul_(0.5)], 1)
         if ctx.needs_input_grad[0]:
             ca, cb, cc = (conics[:, k].index_select(0, g) for k in range(3))
             grads[0] = torch.stack([_scatter_add((ca * dx + cb * dy) * gq, g, n),
@@ -267,9 +303,9 @@ class _SumSplat(torch.autograd.Function):
 def _render_torch(g: Gaussians2D, opacities: torch.Tensor, height: int, width: int,
                   compositing: str, pairs: Optional[PixelPairs]):
     if pairs is None:
+        max_opacity = float(opacities.detach().max()) if len(g) else 1.0
         pairs = build_pairs(g.means, g.covariances, height, width,
-                            extent=cutoff_radius(float(opacities.detach().max()) if len(g) else 1.0),
-                            pixel_major=compositing == 'alpha')
+                            extent=cutoff_radius(max_opacity), pixel_major=compositing == 'alpha')
     conics = conics_from_covariances(g.covariances)
     if compositing == 'sum':
         rgb, acc = _SumSplat.apply(g.means, conics, g.colors, opacities, pairs)

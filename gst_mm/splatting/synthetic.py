@@ -61,7 +61,8 @@ def _covariance(major: float, minor: float, angle: float) -> np.ndarray:
     return R @ np.diag([major ** 2, minor ** 2]) @ R.T
 
 
-def make_scene(height: int, width: int, num_objects: int, *, std_range: Tuple[float, float] = (2.0, 16.0),
+def make_scene(height: int, width: int, num_objects: int, *,
+               std_range: Tuple[float, float] = (2.0, 16.0),
                max_aspect: float = 1.5, min_separation: float = 1.2, seed: int = 0,
                max_tries: int = 200) -> SyntheticScene:
     """Draw a scene of ``num_objects`` ellipses.
@@ -98,7 +99,8 @@ def make_scene(height: int, width: int, num_objects: int, *, std_range: Tuple[fl
                 break
             if not placed:
                 if minor <= 0.5 * lo:
-                    raise ValueError(f'cannot place {num_objects} objects in a {width}x{height} scene')
+                    raise ValueError(f'cannot place {num_objects} objects in a '
+                                     f'{width}x{height} scene')
                 minor *= 0.9
         pts.append(c)
         majors.append(major)
@@ -124,7 +126,8 @@ def make_scene(height: int, width: int, num_objects: int, *, std_range: Tuple[fl
     return SyntheticScene(
         image=image,
         points=np.asarray(pts, np.float32).reshape(-1, 2),
-        scales=np.stack([majors, minors], 1).astype(np.float32) if pts else np.zeros((0, 2), np.float32),
+        scales=(np.stack([majors, minors], 1).astype(np.float32) if pts
+                else np.zeros((0, 2), np.float32)),
         angles=np.asarray(angs, np.float32),
         covariances=covs.astype(np.float32),
         colors=np.asarray(cols, np.float32).reshape(-1, 3),

@@ -10,12 +10,12 @@ from gst_mm.models.backbones import VGG19Regressor  # noqa: E402
 NARROW = (4, 8, 8, 16, 16)
 
 
-def _torchvision_features(widths):
+def _torchvision_features(widths, batch_norm=False):
     """torchvision's VGG-19 ``features`` (configuration 'E') with the given stage widths."""
     cfg = []
     for width, n in zip(widths, (2, 2, 4, 4, 4)):
         cfg += [width] * n + ['M']
-    return torchvision.models.vgg.make_layers(cfg)
+    return torchvision.models.vgg.make_layers(cfg, batch_norm=batch_norm)
 
 
 def test_feature_names_and_shapes_match_torchvision_vgg19():
@@ -23,6 +23,17 @@ def test_feature_names_and_shapes_match_torchvision_vgg19():
     theirs = _torchvision_features((64, 128, 256, 512, 512)).state_dict()
     feats = {k: v.shape for k, v in ours.items() if k.startswith('features.')}
     assert feats == {f'features.{k}': v.shape for k, v in theirs.items()}
+
+
+def test_batch_norm_trunk_matches_torchvision_vgg19_bn():
+    ours = VGG19Regressor(widths=NARROW, batch_norm=True)
+    ours.init_weights()
+    tv = _torchvision_features(NARROW, batch_norm=True).eval()
+    ours.load_state_dict({f'features.{k}': v for k, v in tv.state_dict().items()}, strict=False)
+    ours.eval()
+    x = torch.randn(1, 3, 48, 64)
+    assert len(ours.features) == len(tv) - 1  # without the last max-pool
+    assert torch.allclose(ours.features(x), tv[:-1](x), atol=1e-6)
 
 
 def test_pretrained_init_cfg_loads_torchvision_checkpoint(tmp_path):

@@ -129,10 +129,10 @@ def test_collect_samples_from_mmpose_mpii(mpii_sample_dir):
         s = by_image[r['image']]
         vis = np.asarray(r['joints_vis']) > 0
         joints = np.asarray(r['joints'], np.float32)[vis]
-        # every visible joint of the instance is pinned (MMPose keeps MPII's
-        # 0-based joint coordinates)
+        # every visible joint of the instance is pinned, moved from MMPose's pixel
+        # indices to the splatting convention (pixel centres at +0.5)
         assert s.points.shape == joints.shape
-        np.testing.assert_allclose(s.points, joints, atol=1e-3)
+        np.testing.assert_allclose(s.points, joints + 0.5, atol=1e-3)
         assert s.key == osp.join('images', r['image'])
 
 

@@ -10,8 +10,9 @@ CODEC = dict(type='MSRAHeatmap', input_size=(256, 256), heatmap_size=(64, 64), s
 
 def _head(**kwargs):
     from gst_mm.registry import MODELS
-    cfg = dict(type='GSTHeatmapHead', in_channels=8, out_channels=4, deconv_out_channels=None,
-               loss=dict(type='KeypointMSELoss', use_target_weight=True), decoder=CODEC)
+    cfg = dict(type='gst_mm.GSTHeatmapHead', in_channels=8, out_channels=4,
+               deconv_out_channels=None, decoder=CODEC,
+               loss=dict(type='KeypointMSELoss', use_target_weight=True))
     cfg.update(kwargs)
     return MODELS.build(cfg)
 
@@ -113,6 +114,7 @@ def test_decode_of_ground_truth_heatmaps_gives_pckh_100(mpii):
     from mmpose.datasets import MpiiDataset
     from mmpose.evaluation import MpiiPCKAccuracy
     from mmpose.models.utils.tta import flip_heatmaps
+
     from gst_mm.registry import MODELS
 
     codec = MSRAHeatmap(input_size=(256, 256), heatmap_size=(64, 64), sigma=2)
@@ -125,7 +127,7 @@ def test_decode_of_ground_truth_heatmaps_gives_pckh_100(mpii):
     model = MODELS.build(dict(
         type='TopdownPoseEstimator',
         backbone=dict(type='ResNet', depth=18, out_indices=(3, )),  # unused
-        head=dict(type='GSTHeatmapHead', in_channels=512, out_channels=16,
+        head=dict(type='gst_mm.GSTHeatmapHead', in_channels=512, out_channels=16,
                   deconv_out_channels=None, decoder=CODEC),
         test_cfg=dict(flip_test=False)))
     batch = pseudo_collate([ds[i] for i in range(len(ds))])

@@ -2,8 +2,11 @@
 import pytest
 import torch
 
-from gst_mm.models.heads.joint_transport import (joint_transport_loss, joint_transport_losses,
-                                                 nonnegative)
+from gst_mm.models.heads.joint_transport import (
+    joint_transport_loss,
+    joint_transport_losses,
+    nonnegative,
+)
 
 
 def _direct(heat, kern, weights, mode):

@@ -164,7 +164,7 @@ def test_out_of_crop_and_invisible_joints_get_zero_kernels(mpii, synthetic_cache
 
 
 def test_stale_cache_and_misplaced_transform_raise(mpii, synthetic_cache, tmp_path):
-    from gst_mm.splatting import GaussianCache, Gaussians2D
+    from gst_mm.splatting import GaussianCache, GaussianCacheError, Gaussians2D
     _, data_root, cache = synthetic_cache
     raw = _dataset(mpii, [])
     info = raw.get_data_info(0)
@@ -175,7 +175,7 @@ def test_stale_cache_and_misplaced_transform_raise(mpii, synthetic_cache, tmp_pa
     stale.save(info['img_path'], Gaussians2D(g.means + 5.0, g.covariances),
                points=g.means.numpy() + 5.0, image_size=(h, w))
     ds = _dataset(mpii, _pipeline(str(tmp_path), data_root))
-    with pytest.raises(ValueError, match=osp.basename(info['img_path'])):
+    with pytest.raises(GaussianCacheError, match=osp.basename(info['img_path'])):
         ds.pipeline(copy.deepcopy(info))
     # before TopdownAffine the transform refuses with a clear message
     t = LoadPoseTransportKernel(str(tmp_path), data_root=data_root)

@@ -12,8 +12,6 @@ from gst_mm.splatting import fit_gaussians, read_image
 from gst_mm.splatting.fit import knn_distance, postprocess, to_rgb_uint8
 from gst_mm.splatting.synthetic import make_scene, recovery_errors
 
-MPII = '/work/shared/data/mpii_sample'
-
 
 def test_ground_truth_recovery():
     # two small scenes (50 objects, std 2-16 px, aspect <= 1.5, overlapping,
@@ -120,15 +118,15 @@ def test_unreadable_file(tmp_path):
         read_image(str(tmp_path / 'missing.jpg'))
 
 
-@pytest.mark.skipif(not osp.isdir(MPII), reason='MPII sample not available')
-def test_real_mpii_images(tmp_path):
+def test_real_mpii_images(tmp_path, mpii_sample_dir):
     import subprocess
     import sys
-    with open(osp.join(MPII, 'annotations', 'mpii_sample.json')) as f:
+    mpii = mpii_sample_dir
+    with open(osp.join(mpii, 'annotations', 'mpii_sample.json')) as f:
         anns = json.load(f)
     assert len(anns) == 5
     for ann in anns:
-        img_path = osp.join(MPII, 'images', ann['image'])
+        img_path = osp.join(mpii, 'images', ann['image'])
         image = read_image(img_path)
         joints = np.asarray(ann['joints'], np.float64)
         vis = np.asarray(ann['joints_vis']) > 0
@@ -143,8 +141,8 @@ def test_real_mpii_images(tmp_path):
     pts.write_text(json.dumps(anns[0]))
     out = tmp_path / 'vis.png'
     tool = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'visualize_gaussians.py')
-    subprocess.run([sys.executable, tool, osp.join(MPII, 'images', anns[0]['image']),
+    subprocess.run([sys.executable, tool, osp.join(mpii, 'images', anns[0]['image']),
                     str(pts), '--out', str(out), '--iterations', '10'], check=True)
     img = read_image(str(out))
-    h, w = read_image(osp.join(MPII, 'images', anns[0]['image'])).shape[:2]
+    h, w = read_image(osp.join(mpii, 'images', anns[0]['image'])).shape[:2]
     assert img.shape == (h, 2 * w, 3)

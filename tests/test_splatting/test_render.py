@@ -5,8 +5,13 @@ import pytest
 import torch
 
 from gst_mm.splatting import Gaussians2D, render
-from gst_mm.splatting.render import (ALPHA_MAX, ALPHA_THRESHOLD, build_pairs, cutoff_radius,
-                                     gsplat_available)
+from gst_mm.splatting.render import (
+    ALPHA_MAX,
+    ALPHA_THRESHOLD,
+    build_pairs,
+    cutoff_radius,
+    gsplat_available,
+)
 
 
 def random_gaussians(n, h, w, seed=0, dtype=torch.float64, grad=True):

@@ -9,7 +9,8 @@
   models are interleaved and the median is reported. Target: ratio <= 1.15.
 * Data pipeline: time per sample of MMPose's MPII train pipeline with and without
   ``LoadPoseTransportKernel`` (Gaussians from a cache fitted once beforehand;
-  fit time is not part of the pipeline).
+  fit time is not part of the pipeline), with one torch thread as in DataLoader
+  workers.
 
 Prints one JSON line and appends a dated section to docs/benchmarks.md.
 """
@@ -35,8 +36,8 @@ def parse_args(argv=None):
     p.add_argument('--data-root', default=osp.join(osp.dirname(REPO), 'shared', 'data',
                                                    'mpii_sample'))
     p.add_argument('--ann-file', default='annotations/mpii_sample.json')
-    p.add_argument('--batch', type=int, default=4)
-    p.add_argument('--steps', type=int, default=5, help='timed steps per model')
+    p.add_argument('--batch', type=int, default=2)
+    p.add_argument('--steps', type=int, default=6, help='timed steps per model')
     p.add_argument('--pipeline-reps', type=int, default=4, help='passes over the data set')
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--fit-iterations', type=int, default=100,
@@ -85,7 +86,9 @@ def time_train_steps(models, batch, steps):
                 for m in models]
     times = [[] for _ in models]
     for step in range(steps + 1):  # first step = warm-up
-        for k, (m, w) in enumerate(zip(models, wrappers)):
+        order = range(len(models)) if step % 2 else reversed(range(len(models)))
+        for k in order:  # alternate the order so drifts hit both models alike
+            m, w = models[k], wrappers[k]
             m.train()
             t0 = time.perf_counter()
             m.train_step(batch, w)
@@ -102,10 +105,12 @@ def append_doc(record):
         f"## pose: GST vs plain HRNet-W32 (MPII), {record['date']}",
         '',
         f"`python tools/benchmark/pose.py` on {record['machine']}, "
-        f"{record['threads']} torch thread(s); batch {record['batch']} of "
-        f"256x256 crops from the MPII sample, median of {record['steps']} interleaved steps.",
+        f"{record['threads']} torch thread(s) for training steps (1 for the data "
+        f"pipeline, as in DataLoader workers); batch {record['batch']} of 256x256 crops "
+        f"from the MPII sample, median of {record['steps']} interleaved steps; "
+        'machine shared with other jobs.',
         '',
-        '| measurement | plain | GST | ratio GST / plain |',
+        '| measurement | plain HRNet-W32 | GST HRNet-W32 | ratio GST / plain |',
         '|---|---|---|---|',
         f"| training step (s) | {record['step_plain_s']:.3f} | {record['step_gst_s']:.3f} | "
         f"{record['step_ratio']:.3f} (target <= 1.15) |",
@@ -136,9 +141,12 @@ def main(argv=None):
         precompute_dataset(gst_ds, cache_dir, fit_cfg=dict(iterations=args.fit_iterations),
                            data_root=root, progress=False)
 
+        # DataLoader workers run with one torch thread
+        torch.set_num_threads(1)
         np.random.seed(0)
         pipe_gst = time_pipeline(gst_ds, args.pipeline_reps)
         pipe_plain = time_pipeline(plain_ds, args.pipeline_reps)
+        torch.set_num_threads(args.threads)
 
         np.random.seed(0)
         samples = [gst_ds[i % len(gst_ds)] for i in range(args.batch)]

@@ -30,7 +30,6 @@ import platform
 import sys
 import time
 
-import numpy as np
 import torch
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -141,7 +140,7 @@ def main(argv=None) -> int:
         rows = {'default': bench_fit(scene)}
         if not (args.no_reference_large and n >= 1000):
             rows['default_4000'] = bench_fit(scene, iterations=args.ref_iterations,
-                                             early_stop=False, downsample=1)
+                                             early_stop=False, downsample=1, coarse=1)
             rows['reference'] = bench_fit(scene, mode='reference',
                                           iterations=args.ref_iterations)
         fit[name] = rows
@@ -158,7 +157,8 @@ def main(argv=None) -> int:
                 targets[f'{name}: std err default - {ref} (points of %)'] = round(
                     100 * (d['std_rel_err'] - r['std_rel_err']), 2)
     if '1024x768/1000' in fit:
-        targets['1024x768/1000 default fit <= 20 s'] = fit['1024x768/1000']['default']['seconds'] <= 20
+        big = fit['1024x768/1000']['default']['seconds']
+        targets['1024x768/1000 default fit <= 20 s'] = big <= 20
     targets['renderer >= 100x faster than dense (sum)'] = rend['speedup_sum'] >= 100
 
     result = {

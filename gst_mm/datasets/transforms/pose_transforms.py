@@ -11,8 +11,10 @@ kernel per joint on the heatmap grid with
 
 Coordinates. MMPose keypoints are pixel *indices* (pixel centres at integers,
 OpenCV's convention): ``RandomFlip`` maps ``x -> w - 1 - x`` and the
-``TopdownAffine`` warp matrix acts on indices. The Gaussians are cached at the
-data set's keypoint coordinates as given. The whole chain
+``TopdownAffine`` warp matrix acts on indices. The Gaussians are fitted and
+cached in the splatting convention (pixel centres at +0.5:
+:func:`gst_mm.engine.collect_gaussian_samples` adds 0.5 to MMPose keypoints), so
+cached means are moved back by -0.5 before matching. The whole chain
 original image -> (flip) -> input crop is therefore one affine ``M`` in index
 coordinates (built with the helpers of :mod:`.geometry`): a joint's mean
 becomes ``M p`` (MMPose's own ``transformed_keypoints``, which the transform
@@ -166,11 +168,13 @@ class LoadPoseTransportKernel(BaseTransform):
     def match_cached(self, means: np.ndarray, keypoints: np.ndarray,
                      img_path: str) -> np.ndarray:
         """Index of the cached Gaussian of each keypoint ``(n, 2)``: the nearest
-        cached mean, which must lie within ``match_tol`` px."""
+        cached mean, which must lie within ``match_tol`` px (else the cache is stale:
+        :class:`gst_mm.splatting.GaussianCacheError` naming the image)."""
         if len(keypoints) == 0:
             return np.zeros((0,), np.int64)
+        from gst_mm.splatting import GaussianCacheError
         if len(means) == 0:
-            raise ValueError(f'{img_path}: the Gaussian cache holds no Gaussians but the '
+            raise GaussianCacheError(f'{img_path}: the Gaussian cache holds no Gaussians but the '
                              f'instance has {len(keypoints)} visible joints; re-run '
                              'tools/precompute.py')
         d2 = ((keypoints[:, None, :] - means[None, :, :]) ** 2).sum(-1)
@@ -178,7 +182,7 @@ class LoadPoseTransportKernel(BaseTransform):
         dist = np.sqrt(d2[np.arange(len(keypoints)), idx])
         if (dist > self.match_tol).any():
             bad = keypoints[dist > self.match_tol][0]
-            raise ValueError(
+            raise GaussianCacheError(
                 f'{img_path}: no cached Gaussian within {self.match_tol} px of joint '
                 f'({bad[0]:.1f}, {bad[1]:.1f}) (nearest {dist.max():.2f} px); the cache in '
                 f'{self.cache_dir} is stale for this image, re-run tools/precompute.py')
@@ -231,7 +235,8 @@ class LoadPoseTransportKernel(BaseTransform):
         if len(use):
             shape = results.get('ori_shape')
             cached = self.cache.load(img_path, image_size=None if shape is None else shape[:2])
-            cached_means = cached.means.detach().cpu().numpy().astype(np.float64)
+            # splatting convention (centres at +0.5) -> MMPose pixel indices
+            cached_means = cached.means.detach().cpu().numpy().astype(np.float64) - 0.5
             idx = self.match_cached(cached_means, orig[use], img_path)
             cov = cached.covariances.detach().cpu().numpy()[idx]
             cov_in = apply_to_covariances(total, cov)

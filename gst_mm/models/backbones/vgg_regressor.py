@@ -31,18 +31,21 @@ VGG19_WIDTHS = (64, 128, 256, 512, 512)
 
 def make_vgg_features(widths: Sequence[int] = VGG19_WIDTHS,
                       num_convs: Sequence[int] = VGG19_NUM_CONVS,
-                      in_channels: int = 3) -> nn.Sequential:
+                      in_channels: int = 3,
+                      batch_norm: bool = False) -> nn.Sequential:
     """VGG conv stack with torchvision's module indices, last max-pool omitted.
 
-    Each stage is ``num_convs[s]`` x (conv 3x3 pad 1, ReLU) followed by a 2x2
-    max-pool, except the last stage (no pool). With the default arguments the
-    module indices (``0`` .. ``35``) and tensor shapes equal torchvision's
-    ``vgg19().features[:36]``.
+    Each stage is ``num_convs[s]`` x (conv 3x3 pad 1, [BatchNorm,] ReLU) followed
+    by a 2x2 max-pool, except the last stage (no pool). With the default
+    arguments the module indices (``0`` .. ``35``) and tensor shapes equal
+    torchvision's ``vgg19().features[:36]``; with ``batch_norm=True`` they equal
+    ``vgg19_bn().features[:52]``.
 
     Args:
         widths: output channels of each stage.
         num_convs: convolutions of each stage.
         in_channels: input channels (3 for RGB).
+        batch_norm: insert BatchNorm after every convolution (torchvision's ``_bn`` layout).
 
     Returns:
         ``nn.Sequential`` of stride ``2 ** (len(widths) - 1)``.
@@ -54,7 +57,10 @@ def make_vgg_features(widths: Sequence[int] = VGG19_WIDTHS,
     channels = in_channels
     for stage, (width, n) in enumerate(zip(widths, num_convs)):
         for _ in range(n):
-            layers += [nn.Conv2d(channels, width, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+            layers.append(nn.Conv2d(channels, width, kernel_size=3, padding=1))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(width))
+            layers.append(nn.ReLU(inplace=True))
             channels = width
         if stage < len(widths) - 1:
             layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
@@ -73,6 +79,9 @@ class VGG19Regressor(BaseModule):
         head_widths: the two 3x3 convolutions of the regression head; default
             ``(256, 128)`` for the full widths, else ``(w // 2, w // 4)`` of the
             last stage width ``w``.
+        batch_norm: torchvision's ``vgg19_bn`` trunk (BatchNorm after every
+            convolution; ImageNet file ``vgg19_bn-c79401a0.pth``). The paper uses
+            plain VGG-19; BatchNorm makes short from-scratch CPU runs converge.
         init_cfg: MMEngine init config, e.g.
             ``dict(type='Pretrained', checkpoint='vgg19-dcbb9e9d.pth')``.
 
@@ -87,13 +96,14 @@ class VGG19Regressor(BaseModule):
                  widths: Sequence[int] = VGG19_WIDTHS,
                  num_convs: Sequence[int] = VGG19_NUM_CONVS,
                  head_widths: Optional[Sequence[int]] = None,
+                 batch_norm: bool = False,
                  init_cfg: Optional[Union[Dict, List[Dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if len(widths) != 5:
             raise ValueError(f'VGG19Regressor needs 5 stage widths (stride 16 trunk), '
                              f'got {tuple(widths)}')
         self.widths = tuple(int(w) for w in widths)
-        self.features = make_vgg_features(self.widths, num_convs)
+        self.features = make_vgg_features(self.widths, num_convs, batch_norm=batch_norm)
         last = self.widths[-1]
         if head_widths is None:
             head_widths = (256, 128) if last == 512 else (max(last // 2, 1), max(last // 4, 1))
@@ -113,6 +123,9 @@ class VGG19Regressor(BaseModule):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         # a small positive output keeps abs() away from its kink at the start
         nn.init.normal_(self.density_layer[0].weight, std=0.01)

@@ -1,7 +1,7 @@
 """MMPose heatmap head trained with GST's per-joint transport loss."""
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 from mmpose.evaluation.functional import pose_pck_accuracy
