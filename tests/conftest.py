@@ -39,3 +39,20 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def _import_tool(name: str):
+    """Import ``tools/<name>.py`` as a module (tools are scripts, not a package)."""
+    import importlib.util
+
+    path = osp.join(REPO_ROOT, 'tools', f'{name}.py')
+    spec = importlib.util.spec_from_file_location(f'_gst_tool_{name}', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='session')
+def load_tool():
+    """``load_tool('train')`` -> the tools/train.py module (call its ``main(argv)``)."""
+    return _import_tool

@@ -1,5 +1,4 @@
 """GSTPrecomputeHook and tools/precompute.py: fit what is missing, skip what is cached."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -136,16 +135,10 @@ def test_collect_samples_from_mmpose_mpii(mpii_sample_dir):
         assert s.key == osp.join('images', r['image'])
 
 
-def _load_tool(name):
-    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-    spec = importlib.util.spec_from_file_location(f'_tool_{name}', osp.join(root, 'tools', f'{name}.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
-def test_precompute_tool_plain_paths_and_shards(tmp_path, capsys):
-    tool = _load_tool('precompute')
+def test_precompute_tool_plain_paths_and_shards(tmp_path, capsys, load_tool):
+    tool = load_tool('precompute')
     data_root = str(tmp_path / 'data')
     infos = _write_scenes(data_root, n=3)
     cache_dir = str(tmp_path / 'cache')

@@ -3,8 +3,6 @@
 MMEngine 0.10.7 checkpoints hold numpy arrays and HistoryBuffers that
 ``torch.load(weights_only=True)`` rejects; gst_mm's loader allow-lists them.
 """
-import importlib.util
-import os.path as osp
 import textwrap
 
 import numpy as np
@@ -63,7 +61,9 @@ class _ToyMetric(BaseMetric):
 
 
 def _write_config(path, max_iters):
-    loader = "dict(batch_size=4, num_workers=0, dataset=dict(type='_ToyDataset'), sampler=dict(type='DefaultSampler', shuffle=False), collate_fn=dict(type='default_collate'))"
+    loader = ("dict(batch_size=4, num_workers=0, dataset=dict(type='_ToyDataset'), "
+              "sampler=dict(type='DefaultSampler', shuffle=False), "
+              "collate_fn=dict(type='default_collate'))")
     path.write_text(textwrap.dedent(f"""
         default_scope = 'gst_mm'
         model = dict(type='_ToyRegressor')
@@ -83,18 +83,12 @@ def _write_config(path, max_iters):
     """))
 
 
-def _load_tool(name):
-    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-    spec = importlib.util.spec_from_file_location(f'_gst_tool_{name}', osp.join(root, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-def test_train_save_resume_test_roundtrip(tmp_path, monkeypatch):
+def test_train_save_resume_test_roundtrip(tmp_path, monkeypatch, load_tool):
     from gst_mm.utils.checkpoint import load_local_checkpoint
 
-    train_tool, test_tool = _load_tool('train'), _load_tool('test')
+    train_tool, test_tool = load_tool('train'), load_tool('test')
     work_dir = tmp_path / 'work'
     cfg1 = tmp_path / 'toy_1iter.py'
     _write_config(cfg1, max_iters=1)

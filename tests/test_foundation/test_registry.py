@@ -94,5 +94,6 @@ def _env_with_repo(repo_root):
     import os
 
     env = dict(os.environ)
-    env['PYTHONPATH'] = repo_root + (osp.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')
+    extra = osp.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else ''
+    env['PYTHONPATH'] = repo_root + extra
     return env

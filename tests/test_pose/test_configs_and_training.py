@@ -1,5 +1,4 @@
 """GST configs: what gstify_config.py produces, and tiny train/test runs on MPII."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -14,12 +13,6 @@ MPII_RES50 = 'mmpose::body_2d_keypoint/topdown_heatmap/mpii/td-hm_res50_8xb64-21
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
-def _tool(name):
-    path = osp.join(REPO, 'tools', f'{name}.py')
-    spec = importlib.util.spec_from_file_location(f'_gst_tool_{name}', path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _unscoped(obj):
@@ -36,11 +29,11 @@ def _types(pipeline):
 
 
 @pytest.mark.parametrize('width', [32, 48])
-def test_shipped_configs_are_gstify_output_and_change_only_gst_parts(mpii, width):
+def test_shipped_configs_are_gstify_output_and_change_only_gst_parts(mpii, width, load_tool):
     name = f'hrnet-w{width}_8xb64-210e_mpii-256x256.py'
     src = f'mmpose::body_2d_keypoint/topdown_heatmap/mpii/td-hm_{name}'
     gst_path = osp.join(REPO, 'configs', 'mpii', f'gst_{name}')
-    text = _tool('gstify_config').gstify(src, gst_path)
+    text = load_tool('gstify_config').gstify(src, gst_path)
     assert open(gst_path).read() == text, 'regenerate with tools/gstify_config.py'
 
     gst = _unscoped(Config.fromfile(gst_path).to_dict())
@@ -101,7 +94,7 @@ def _tiny(cfg, mpii, work_dir, cache_dir, train_images=2, val=True):
     return cfg
 
 
-def test_gst_hrnet_w32_trains_and_tests_through_the_tools(mpii, tmp_path):
+def test_gst_hrnet_w32_trains_and_tests_through_the_tools(mpii, tmp_path, load_tool):
     """One training iteration (precompute via the hook) + validation, then
     tools/test.py on the saved checkpoint: both report the same MPII PCKh."""
     work = str(tmp_path / 'work')
@@ -112,12 +105,12 @@ def test_gst_hrnet_w32_trains_and_tests_through_the_tools(mpii, tmp_path):
     path = str(tmp_path / 'gst_tiny.py')
     cfg.dump(path)
 
-    _tool('train').main([path, '--work-dir', work])
+    load_tool('train').main([path, '--work-dir', work])
     assert len(os.listdir(cache)) > 0  # the hook fitted the 2 training images
     ckpt = osp.join(work, 'epoch_1.pth')
     assert osp.isfile(ckpt)
     out = str(tmp_path / 'metrics.json')
-    _tool('test').main([path, ckpt, '--work-dir', work, '--out', out])
+    load_tool('test').main([path, ckpt, '--work-dir', work, '--out', out])
     metrics = json.load(open(out))
     pckh = metrics['PCK']  # MpiiPCKAccuracy's PCKh@0.5 (normalised by head size)
     assert 0.0 <= pckh <= 100.0 and 'Head PCK' in metrics, metrics
@@ -129,9 +122,9 @@ def test_gst_hrnet_w32_trains_and_tests_through_the_tools(mpii, tmp_path):
     assert len(vals) == 1 and vals[0] == pytest.approx(pckh, abs=1e-5)
 
 
-def test_gstify_res50_trains_one_iteration(mpii, tmp_path):
+def test_gstify_res50_trains_one_iteration(mpii, tmp_path, load_tool):
     out = str(tmp_path / 'gst_res50.py')
-    _tool('gstify_config').main([MPII_RES50, out])
+    load_tool('gstify_config').main([MPII_RES50, out])
     cfg = Config.fromfile(out)
     assert cfg.model.head.type == 'gst_mm.GSTHeatmapHead'
     assert _types(cfg.train_dataloader.dataset.pipeline)[-2:] == [
@@ -141,15 +134,15 @@ def test_gstify_res50_trains_one_iteration(mpii, tmp_path):
     cfg = _tiny(cfg, mpii, work, cache, val=False)
     path = str(tmp_path / 'gst_res50_tiny.py')
     cfg.dump(path)
-    _tool('train').main([path, '--work-dir', work])
+    load_tool('train').main([path, '--work-dir', work])
     logs = [osp.join(r, f) for r, _, fs in os.walk(work) for f in fs if f.endswith('.log')]
     steps = [float(re.search(r'loss_kpt: ([0-9.e+-]+)', line).group(1))
              for p in logs for line in open(p) if 'Epoch(train)' in line and 'loss_kpt' in line]
     assert len(steps) == 1 and np.isfinite(steps[0]) and steps[0] > 0
 
 
-def test_gstify_refuses_non_heatmap_configs(mpii, tmp_path):
-    gstify = _tool('gstify_config').gstify
+def test_gstify_refuses_non_heatmap_configs(mpii, tmp_path, load_tool):
+    gstify = load_tool('gstify_config').gstify
     with pytest.raises(ValueError, match='HeatmapHead'):
         gstify('mmpose::body_2d_keypoint/topdown_regression/mpii/'
                'td-reg_res50_8xb64-210e_mpii-256x256.py')
