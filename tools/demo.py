@@ -24,6 +24,7 @@ import os
 import os.path as osp
 import sys
 import time
+from typing import Optional
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join('configs', 'counting', 'gst_vgg19_synthetic.py')
@@ -43,11 +44,16 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def ensure_dataset(data_root: str) -> None:
-    """Generate the synthetic data set unless ``data_root`` holds the same one."""
+def ensure_dataset(data_root: str, settings: Optional[dict] = None) -> None:
+    """Generate the synthetic data set unless ``data_root`` holds the same one.
+
+    Args:
+        data_root: output folder (gst_mm crowd layout).
+        settings: ``SyntheticCrowdConfig`` fields (the config's ``synthetic_data``).
+    """
     from gst_mm.datasets.synthetic_crowd import SyntheticCrowdConfig, load_config, write_dataset
 
-    wanted = SyntheticCrowdConfig()
+    wanted = SyntheticCrowdConfig(**dict(settings or {}))
     have = load_config(osp.join(data_root, 'synthetic_config.json'))
     splits_ok = all(osp.isfile(osp.join(data_root, f'{s}.txt')) for s in ('train', 'val', 'test'))
     if have == wanted and splits_ok:
@@ -158,10 +164,12 @@ def main(argv=None) -> None:
         cfg.train_cfg.max_iters = args.iters
         cfg.train_cfg.val_interval = args.iters
         cfg.default_hooks.checkpoint.interval = args.iters
+        for sched in cfg.get('param_scheduler', None) or []:
+            sched.update(T_max=args.iters, end=args.iters)
     data_root = cfg.train_dataloader.dataset.data_root
 
     say('1/5', f'synthetic crowd data set -> {osp.abspath(data_root)}')
-    ensure_dataset(data_root)
+    ensure_dataset(data_root, cfg.get('synthetic_data', None))
 
     say('2/5', 'fitting the GST Gaussians of the training images (2D Gaussian splatting)')
     t = time.time()

@@ -280,14 +280,22 @@ class TransportKernel:
             out[:, -1] = self.background_column
         return out
 
-    def to(self, device: Union[str, torch.device]) -> 'TransportKernel':
-        """Copy on ``device`` (returns ``self`` when already there)."""
+    def to(self, device: Union[str, torch.device], non_blocking: bool = False,
+           **kwargs) -> 'TransportKernel':
+        """Copy on ``device`` (returns ``self`` when already there).
+
+        Accepts ``Tensor.to``'s ``non_blocking`` (MMEngine's data preprocessor moves
+        every data-sample field with it); dtype conversions are not supported: the
+        kernel keeps its index and value dtypes.
+        """
         device = torch.device(device)
         if self.values.device == device:
             return self
-        bg = None if self.background_column is None else self.background_column.to(device)
-        return TransportKernel(self.crow.to(device), self.cols.to(device),
-                               self.values.to(device), bg, self.num_points,
+        move = dict(non_blocking=non_blocking)
+        bg = (None if self.background_column is None else
+              self.background_column.to(device, **move))
+        return TransportKernel(self.crow.to(device, **move), self.cols.to(device, **move),
+                               self.values.to(device, **move), bg, self.num_points,
                                self.grid_shape, self.stride, self.eps)
 
     def __getstate__(self) -> dict:

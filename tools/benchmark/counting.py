@@ -89,6 +89,10 @@ def run_one(method: str, seed: int, iters: int, work_dir: str) -> Dict:
     cfg.experiment_name = f'bench_{method}_seed{seed}'
     cfg.randomness = dict(seed=seed)
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters, val_interval=iters + 1)
+    cfg.param_scheduler = [
+        dict(type='CosineAnnealingLR', T_max=iters, eta_min=1e-5, by_epoch=False, begin=0,
+             end=iters)
+    ]
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False,
                                         interval=10**9, save_last=False)
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=100)
@@ -186,7 +190,7 @@ def main(argv=None) -> None:
     from demo import ensure_dataset, precompute
 
     base = Config.fromfile(osp.join('configs', 'counting', 'gst_vgg19_synthetic.py'))
-    ensure_dataset(base.train_dataloader.dataset.data_root)
+    ensure_dataset(base.train_dataloader.dataset.data_root, base.get('synthetic_data', None))
     if 'gst' in args.methods:
         precompute(base, workers=2)
     runs = []

@@ -124,14 +124,17 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--ref-iterations', type=int, default=4000)
-    p.add_argument('--quick', action='store_true', help='small scenes only (smoke test)')
+    p.add_argument('--quick', action='store_true', help='a small scene only (smoke test)')
     p.add_argument('--no-reference-large', action='store_true',
                    help='skip the 4000-iteration runs on the 1024x768 scene')
+    p.add_argument('--scenes', default='512x512/200,1024x768/1000',
+                   help='comma-separated subset of the scenes to run')
     p.add_argument('--markdown', default=osp.join(ROOT, 'docs', 'benchmarks.md'))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     scenes = [('512x512/200', (512, 512, 200)), ('1024x768/1000', (768, 1024, 1000))]
+    scenes = [s for s in scenes if s[0] in args.scenes.split(',')]
     if args.quick:
         scenes = [('192x192/20', (192, 192, 20))]
     fit = {}

@@ -1,0 +1,3 @@
+from .counting_data_sample import CountingDataSample
+
+__all__ = ['CountingDataSample']
