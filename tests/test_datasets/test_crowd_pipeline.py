@@ -14,8 +14,12 @@ import gst_mm  # noqa: E402,F401
 from gst_mm.datasets import CrowdCountingDataset  # noqa: E402
 from gst_mm.datasets.layout import LayoutError  # noqa: E402
 from gst_mm.datasets.synthetic_crowd import SyntheticCrowdConfig, write_dataset  # noqa: E402
-from gst_mm.datasets.transforms import (CrowdRandomCrop, LoadCrowdGaussians,  # noqa: E402
-                                        LoadTransportKernel, PackCountingInputs)
+from gst_mm.datasets.transforms import (  # noqa: E402
+    CrowdRandomCrop,
+    LoadCrowdGaussians,
+    LoadTransportKernel,
+    PackCountingInputs,
+)
 from gst_mm.splatting import GaussianCache, GaussianCacheError, Gaussians2D, render  # noqa: E402
 from gst_mm.transport import build_kernel  # noqa: E402
 
@@ -73,9 +77,9 @@ def test_augmentations_keep_gaussians_on_the_image(seed):
     # the points are the Gaussians' means, and both equal the composed affine of the
     # original annotations (independent of the step-by-step bookkeeping)
     m = out['gst_affine']
-    expected = results_points = _rendered_sample(seed)[0]['points'] @ m[:2, :2].T + m[:2, 2]
+    expected = _rendered_sample(seed)[0]['points'] @ m[:2, :2].T + m[:2, 2]
     np.testing.assert_allclose(out['points'], expected, atol=1e-3)
-    np.testing.assert_allclose(out['gaussians'].means.numpy(), results_points, atol=1e-3)
+    np.testing.assert_allclose(out['gaussians'].means.numpy(), expected, atol=1e-3)
     cov = np.einsum('ij,njk,lk->nil', m[:2, :2], g0.covariances.numpy(), m[:2, :2])
     np.testing.assert_allclose(out['gaussians'].covariances.numpy(), cov, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(out['gt_covariances'], cov, rtol=1e-4, atol=1e-4)

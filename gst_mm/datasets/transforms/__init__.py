@@ -1,7 +1,13 @@
 """Registered data-pipeline transforms."""
-from .crowd_transforms import (CrowdRandomCrop, CrowdRandomFlip, CrowdRandomResize,
-                               CrowdResize, LoadCrowdGaussians, PackCountingInputs,
-                               RandomGrayscale)
+from .crowd_transforms import (
+                               CrowdRandomCrop,
+                               CrowdRandomFlip,
+                               CrowdRandomResize,
+                               CrowdResize,
+                               LoadCrowdGaussians,
+                               PackCountingInputs,
+                               RandomGrayscale,
+)
 from .kernel_transforms import LoadTransportKernel, build_sample_kernel
 from .pose_transforms import LoadPoseTransportKernel
 

@@ -20,8 +20,16 @@ from gst_mm.registry import TRANSFORMS
 from gst_mm.splatting import GaussianCache, Gaussians2D
 from gst_mm.structures import CountingDataSample
 
-from .geometry import (AFFINE_KEY, GAUSSIANS_KEY, hflip, inside_fraction, scaling,
-                       select_points, transform_results, translation)
+from .geometry import (
+    AFFINE_KEY,
+    GAUSSIANS_KEY,
+    hflip,
+    inside_fraction,
+    scaling,
+    select_points,
+    transform_results,
+    translation,
+)
 
 
 def _sample_name(results: dict) -> str:
@@ -211,7 +219,8 @@ class CrowdRandomCrop(BaseTransform):
         return results
 
     def __repr__(self) -> str:
-        return f'{self.__class__.__name__}(crop_size={self.crop_size}, min_inside={self.min_inside})'
+        return (f'{self.__class__.__name__}(crop_size={self.crop_size}, '
+                f'min_inside={self.min_inside})')
 
 
 @TRANSFORMS.register_module()
