@@ -40,7 +40,9 @@ def parse_args(argv=None):
     p.add_argument('--work-dir', default=osp.join('work_dirs', 'demo'))
     p.add_argument('--iters', type=int, default=None, help="training iterations (config's)")
     p.add_argument('--workers', type=int, default=2, help='Gaussian fitting processes')
-    p.add_argument('--threads', type=int, default=None, help='torch threads (default: all cores)')
+    p.add_argument('--threads', type=int, default=None,
+                   help='torch threads of the training process (default: cores - 1, '
+                   'one core is left to the data worker)')
     return p.parse_args(argv)
 
 
@@ -150,7 +152,7 @@ def main(argv=None) -> None:
     os.chdir(ROOT)
     import torch
 
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 2) - 1))
     from mmengine.config import Config
     from mmengine.runner import Runner
 

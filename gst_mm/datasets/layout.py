@@ -149,17 +149,19 @@ def read_annotation(path: str) -> CrowdAnnotation:
 # ----------------------------------------------------------------------------
 # cleaning and resizing (converters)
 # ----------------------------------------------------------------------------
-def clean_points(points: Any, width: int, height: int, source: str,
-                 tolerance: float = 2.0,
-                 extra: Sequence[Optional[np.ndarray]] = ()
-                 ) -> Tuple[np.ndarray, List[Optional[np.ndarray]]]:
-    """Make annotations fit the image ``[0, width] x [0, height]``.
+def clean_points_report(points: Any, width: int, height: int, source: str,
+                        tolerance: float = 2.0,
+                        extra: Sequence[Optional[np.ndarray]] = ()
+                        ) -> Tuple[np.ndarray, List[Optional[np.ndarray]], int, int]:
+    """Make annotations fit the image ``[0, width] x [0, height]`` (input px).
 
     Points with non-finite coordinates or more than ``tolerance`` px outside
-    the image are dropped; those within ``tolerance`` are clipped to the
-    border. Each change is reported with one warning naming ``source``.
-    ``extra`` arrays (first axis = point, e.g. box sizes) get the same rows
-    dropped. Returns ``(points float32 (M, 2), [extra...])``.
+    the image are dropped; those outside by at most ``tolerance`` are clipped
+    onto the border (to ``[0, width - 1e-3]`` so they stay inside the last
+    pixel). Any change is reported with one warning naming ``source``.
+    ``extra`` arrays (first axis = point, e.g. covariances) get the same rows
+    dropped. Returns ``(points float32 (M, 2), [extra...], n_dropped,
+    n_clipped)``.
     """
     p = np.asarray(points, dtype=np.float64)
     p = p.reshape(-1, 2) if p.size == 0 else p
@@ -167,21 +169,30 @@ def clean_points(points: Any, width: int, height: int, source: str,
         raise LayoutError(f'{source}: points must be (N, 2), got shape {p.shape}')
     p = p[:, :2]
     finite = np.isfinite(p).all(1)
-    lo = -tolerance
-    inside = finite & (p[:, 0] >= lo) & (p[:, 0] <= width + tolerance) & \
-        (p[:, 1] >= lo) & (p[:, 1] <= height + tolerance)
+    with np.errstate(invalid='ignore'):
+        inside = finite & (p[:, 0] >= -tolerance) & (p[:, 0] <= width + tolerance) & \
+            (p[:, 1] >= -tolerance) & (p[:, 1] <= height + tolerance)
     n_drop = int((~inside).sum())
     q = p[inside]
+    n_clip = int(((q[:, 0] < 0) | (q[:, 0] > width) | (q[:, 1] < 0) | (q[:, 1] > height)).sum())
     eps = 1e-3
     clipped = np.stack([np.clip(q[:, 0], 0.0, width - eps),
                         np.clip(q[:, 1], 0.0, height - eps)], 1)
-    n_clip = int((np.abs(clipped - q) > 0).any(1).sum())
     if n_drop or n_clip:
-        warnings.warn(f'{source}: dropped {n_drop} point(s) outside the '
-                      f'{width}x{height} image (or non-finite), clipped {n_clip} '
-                      f'point(s) on the border', stacklevel=2)
+        warnings.warn(f'{source}: dropped {n_drop} point(s) more than {tolerance:g} px outside '
+                      f'the {width}x{height} image (or non-finite), clipped {n_clip} '
+                      f'point(s) onto the border', stacklevel=3)
     out_extra = [None if e is None else np.asarray(e)[inside] for e in extra]
-    return clipped.astype(np.float32), out_extra
+    return clipped.astype(np.float32), out_extra, n_drop, n_clip
+
+
+def clean_points(points: Any, width: int, height: int, source: str,
+                 tolerance: float = 2.0,
+                 extra: Sequence[Optional[np.ndarray]] = ()
+                 ) -> Tuple[np.ndarray, List[Optional[np.ndarray]]]:
+    """:func:`clean_points_report` without the counts: ``(points, [extra...])``."""
+    pts, out_extra, _, _ = clean_points_report(points, width, height, source, tolerance, extra)
+    return pts, out_extra
 
 
 def short_side_size(width: int, height: int, min_short: int = 512,
@@ -225,8 +236,9 @@ def box_covariances(widths: Any, heights: Any, sigma_ratio: float = 0.25
                     ) -> Tuple[np.ndarray, np.ndarray]:
     """Axis-aligned covariances from head boxes: ``std = sigma_ratio * side``
     (the default 0.25 makes the box span +-2 std). Boxes with a non-positive
-    or non-finite side get the median valid box (or no covariance when there
-    is none). Returns ``(covariances (N, 2, 2) float32, valid mask (N,))``."""
+    or non-finite side get the median valid box. Returns ``(covariances
+    (N, 2, 2) float32 px^2, valid mask (N,))``; when no box is valid the
+    covariances are zero and must not be used (check ``valid.any()``)."""
     w = np.asarray(widths, np.float64).reshape(-1)
     h = np.asarray(heights, np.float64).reshape(-1)
     valid = np.isfinite(w) & np.isfinite(h) & (w > 0) & (h > 0)

@@ -210,3 +210,44 @@ def test_gaussians_must_be_loaded_before_geometry():
         LoadCrowdGaussians(plan='heuristic').transform(results)
     with pytest.raises(KeyError, match='LoadCrowdGaussians first'):
         LoadTransportKernel().transform(dict(img=np.zeros((8, 8, 3), np.uint8)))
+
+
+def _single_blob(h=72, w=90):
+    """One blob on black at a known place with a known covariance (BGR uint8)."""
+    cov = np.array([[14.0, 5.0], [5.0, 8.0]])
+    mean = np.array([37.3, 30.6])
+    canvas = np.zeros((h, w, 1))
+    from gst_mm.datasets.synthetic_crowd import draw_gaussian_blob
+    draw_gaussian_blob(canvas, mean, cov, (250.0, ), 1.0, 5.0)
+    img = np.repeat(canvas.round().astype(np.uint8), 3, axis=2)
+    return dict(img=img, img_path='blob', ori_shape=(h, w), img_shape=(h, w),
+                points=mean[None].astype(np.float32), gt_covariances=cov[None].astype(np.float32),
+                ori_count=1)
+
+
+@pytest.mark.parametrize('step', [
+    dict(type='CrowdRandomResize', scale_range=(1.3, 1.3)),
+    dict(type='CrowdRandomResize', scale_range=(0.7, 0.7)),
+    dict(type='CrowdResize', scale_factor=1.5),
+    dict(type='CrowdRandomCrop', crop_size=(60, 70)),
+    dict(type='CrowdRandomFlip', prob=1.0),
+    dict(type='RandomGrayscale', prob=1.0),
+])
+def test_each_transform_matches_the_refitted_blob(step):
+    """Second moments of the transformed image (a numerical refit of the blob)
+    equal the transformed Gaussian's mean and covariance."""
+    np.random.seed(0)
+    out = Compose([dict(type='LoadCrowdGaussians', plan='gt'), step])(_single_blob())
+    img = out['img'][..., 1].astype(np.float64)
+    h, w = img.shape
+    ys, xs = np.mgrid[0:h, 0:w] + 0.5
+    mx, my = (img * xs).sum() / img.sum(), (img * ys).sum() / img.sum()
+    dx, dy = xs - mx, ys - my
+    cov = np.array([[(img * dx * dx).sum(), (img * dx * dy).sum()],
+                    [(img * dx * dy).sum(), (img * dy * dy).sum()]]) / img.sum()
+    g = out['gaussians']
+    np.testing.assert_allclose([mx, my], g.means.numpy()[0], atol=0.1)
+    np.testing.assert_allclose(out['points'][0], g.means.numpy()[0], atol=1e-4)
+    np.testing.assert_allclose(cov, g.covariances.numpy()[0], rtol=0.05, atol=0.3)
+    if step['type'] == 'RandomGrayscale':
+        assert (out['img'][..., 0] == out['img'][..., 2]).all()

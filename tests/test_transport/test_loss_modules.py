@@ -37,8 +37,12 @@ def _mean(values):
 @pytest.mark.parametrize('name', ['GSTLoss', 'PseudoDensityL2Loss', 'BayesianLoss',
                                   'DMCountLoss', 'UOTLoss'])
 def test_registered_and_buildable(name):
-    for type_name in (name, f'gst_mm.{name}'):
-        module = MODELS.build(dict(type=type_name, loss_weight=2.0))
+    from mmengine.registry import DefaultScope
+
+    # bare names resolve in the gst_mm scope; prefixed names from any scope
+    for scope, type_name in (('gst_mm', name), ('mmpose', f'gst_mm.{name}')):
+        with DefaultScope.overwrite_default_scope(scope):
+            module = MODELS.build(dict(type=type_name, loss_weight=2.0))
         assert type(module).__name__ == name and module.loss_weight == 2.0
 
 
