@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """ShanghaiTech part A / B -> gst_mm crowd layout (docs/datasets.md).
 
-Usage: python tools/dataset_converters/shanghaitech.py data/raw/ShanghaiTech/part_A data/shanghaitech_a
+Usage: python tools/dataset_converters/shanghaitech.py \
+    data/raw/ShanghaiTech/part_A data/shanghaitech_a
 Source: {train_data,test_data}/images/IMG_k.jpg + ground-truth/GT_IMG_k.mat
 (points at image_info[0,0][0,0][0]); --val-fraction of train becomes val.
 Thin wrapper around ``gst_mm.datasets.converters.converter_main``: points are
