@@ -25,6 +25,7 @@ import argparse
 import datetime
 import json
 import math
+import os
 import os.path as osp
 import platform
 import sys
@@ -47,6 +48,7 @@ def bench_fit(scene, **kwargs) -> dict:
     sec = time.perf_counter() - t
     err = recovery_errors(scene.scales, scene.angles, g.scales.numpy(), g.angles.numpy())
     return {'seconds': round(sec, 2), 'iterations': info.iterations,
+            'ms_per_iter': round(1000 * sec / max(info.iterations, 1), 1),
             'std_rel_err': round(err['std_rel_err'], 4),
             'angle_err_deg': round(err['angle_err_deg'], 2)}
 
@@ -99,14 +101,17 @@ def write_markdown(result: dict, path: str) -> None:
     """Append a dated section with the results to ``path``."""
     lines = [f"\n## Splatting (issue 3) — {result['date']}\n",
              f"Machine: {result['machine']}, torch {result['torch']}, "
-             f"{result['threads']} torch thread(s). Command: `python tools/benchmark/splatting.py"
-             f"{result['args']}`.\n",
-             '| scene | setting | iterations | seconds | std rel. err | angle err (deg) |',
-             '|---|---|---|---|---|---|']
+             f"{result['threads']} torch thread(s), load average at the end "
+             f"{result['load_average']} (machine shared). Command: "
+             f"`python tools/benchmark/splatting.py{result['args']}`.\n",
+             '| scene | setting | iterations | seconds | ms/iter | std rel. err '
+             '| angle err (deg) |',
+             '|---|---|---|---|---|---|---|']
     for scene, rows in result['fit'].items():
         for name, r in rows.items():
             lines.append(f"| {scene} | {name} | {r['iterations']} | {r['seconds']} | "
-                         f"{100 * r['std_rel_err']:.1f} % | {r['angle_err_deg']} |")
+                         f"{r['ms_per_iter']} | {100 * r['std_rel_err']:.1f} % | "
+                         f"{r['angle_err_deg']} |")
     r = result['render']
     lines += ['', f"Renderer, {r['gaussians']} Gaussians on {r['size']}x{r['size']} "
               f"({r['pairs']} pixel-Gaussian pairs), forward+backward: torch sum "
@@ -142,8 +147,8 @@ def main(argv=None) -> int:
         scene = make_scene(h, w, n, seed=0)
         rows = {'default': bench_fit(scene)}
         if not (args.no_reference_large and n >= 1000):
-            rows['default_4000'] = bench_fit(scene, iterations=args.ref_iterations,
-                                             early_stop=False, downsample=1, coarse=1)
+            rows[f'default_{args.ref_iterations}'] = bench_fit(
+                scene, iterations=args.ref_iterations, early_stop=False, downsample=1, coarse=1)
             rows['reference'] = bench_fit(scene, mode='reference',
                                           iterations=args.ref_iterations)
         fit[name] = rows
@@ -153,10 +158,13 @@ def main(argv=None) -> int:
     targets = {}
     for name, rows in fit.items():
         d = rows['default']
-        for ref in ('default_4000', 'reference'):
+        for ref in (f'default_{args.ref_iterations}', 'reference'):
             if ref in rows:
                 r = rows[ref]
                 targets[f'{name}: speed-up vs {ref}'] = round(r['seconds'] / d['seconds'], 1)
+                if r['iterations'] < 4000:  # shortened run: linear extrapolation, labelled
+                    targets[f'{name}: speed-up vs {ref} extrapolated to 4000 iterations'] = \
+                        round(r['ms_per_iter'] * 4 / d['seconds'], 1)
                 targets[f'{name}: std err default - {ref} (points of %)'] = round(
                     100 * (d['std_rel_err'] - r['std_rel_err']), 2)
     if '1024x768/1000' in fit:
@@ -168,9 +176,10 @@ def main(argv=None) -> int:
         'benchmark': 'splatting', 'date': datetime.datetime.now(datetime.timezone.utc)
         .strftime('%Y-%m-%d %H:%M UTC'),
         'machine': f'{platform.machine()}, {torch.get_num_threads()} threads '
-                   f'of {__import__("os").cpu_count()} cores',
+                   f'of {os.cpu_count()} cores',
         'torch': torch.__version__, 'threads': args.threads,
         'args': ''.join(f' {a}' for a in (argv if argv is not None else sys.argv[1:])),
+        'load_average': [round(v, 2) for v in os.getloadavg()],
         'fit': fit, 'render': rend, 'targets': targets,
     }
     print(json.dumps(result))
