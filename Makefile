@@ -25,6 +25,7 @@ lint: setup
 bench: setup
 	$(PY) tools/benchmark/splatting.py
 	$(PY) tools/benchmark/losses.py
+	$(PY) tools/benchmark/data_pipeline.py
 	$(PY) tools/benchmark/pose.py
 	$(PY) tools/benchmark/counting.py
 
