@@ -223,16 +223,24 @@ class CrowdRandomCrop(BaseTransform):
                 f'min_inside={self.min_inside})')
 
 
-@TRANSFORMS.register_module()
-class CrowdRandomFlip(BaseTransform):
-    """Horizontal flip with probability ``prob`` (``x -> W - x``)."""
+class _RandomlyApplied(BaseTransform):
+    """A transform applied with probability ``prob`` (the draw is cached like
+    MMCV's other random parameters)."""
 
-    def __init__(self, prob: float = 0.5):
+    def __init__(self, prob: float):
         self.prob = float(prob)
 
     @cache_randomness
     def _do(self) -> bool:
         return bool(np.random.rand() < self.prob)
+
+
+@TRANSFORMS.register_module()
+class CrowdRandomFlip(_RandomlyApplied):
+    """Horizontal flip with probability ``prob`` (``x -> W - x``)."""
+
+    def __init__(self, prob: float = 0.5):
+        super().__init__(prob)
 
     def transform(self, results: dict) -> dict:
         flip = self._do()
@@ -244,16 +252,12 @@ class CrowdRandomFlip(BaseTransform):
 
 
 @TRANSFORMS.register_module()
-class RandomGrayscale(BaseTransform):
+class RandomGrayscale(_RandomlyApplied):
     """Replace the image by its grey level (3 channels) with probability ``prob``
     (method.md 6: 12 %)."""
 
     def __init__(self, prob: float = 0.12):
-        self.prob = float(prob)
-
-    @cache_randomness
-    def _do(self) -> bool:
-        return bool(np.random.rand() < self.prob)
+        super().__init__(prob)
 
     def transform(self, results: dict) -> dict:
         if self._do():
