@@ -55,6 +55,9 @@ _OPTIONS = {
         type=float, help='blobs are drawn out to this Mahalanobis radius (default 4)')),
     '--noise-std': ('noise_std', dict(
         type=float, help='sensor noise std, grey levels (default 2)')),
+    '--annotation-jitter': ('annotation_jitter', dict(
+        type=float, help='annotated points = centres + noise of this times the object '
+        'std (default 0: exact centres)')),
     '--split-fractions': ('split_fractions', dict(
         type=float, nargs=3, metavar=('TRAIN', 'VAL', 'TEST'),
         help='split fractions (default 0.7 0.15 0.15)')),

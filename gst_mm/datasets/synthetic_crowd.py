@@ -43,6 +43,11 @@ class SyntheticCrowdConfig:
         distractors: textured patches / stripes / lines in the background.
         occluders: thin bars drawn over the objects.
         noise_std: additive Gaussian sensor noise (grey levels).
+        annotation_jitter: point annotations are the object centres displaced by
+            isotropic Gaussian noise of std ``annotation_jitter * sqrt(s1 * s2)`` (the
+            object's geometric-mean std), like real head annotations that are not
+            clicked on the exact centre. 0 (default): exact centres. The image does
+            not depend on it; covariances stay the objects' true shapes.
         split_fractions: train / val / test fractions.
         seed: master seed.
         jpeg_quality: JPEG quality of written images.
@@ -61,9 +66,15 @@ class SyntheticCrowdConfig:
     distractors: bool = True
     occluders: bool = True
     noise_std: float = 2.0
+    annotation_jitter: float = 0.0
     split_fractions: Tuple[float, float, float] = (0.7, 0.15, 0.15)
     seed: int = 0
     jpeg_quality: int = 95
+
+    def __post_init__(self) -> None:
+        # configs and JSON give lists: compare equal to the tuple defaults
+        self.opacity_range = tuple(float(v) for v in self.opacity_range)
+        self.split_fractions = tuple(float(v) for v in self.split_fractions)
 
 
 @dataclass
@@ -72,12 +83,14 @@ class SyntheticScene:
 
     Attributes:
         image: uint8 ``(H, W, 3)`` **RGB**.
-        points: float32 ``(N, 2)`` (x, y) px, pixel centres at +0.5.
+        points: float32 ``(N, 2)`` (x, y) px, pixel centres at +0.5: the point
+            annotations (the centres, displaced when ``annotation_jitter > 0``).
         covariances: float32 ``(N, 2, 2)`` px^2 (the drawn blobs' Sigma).
         colors: float32 ``(N, 3)`` RGB in [0, 1].
         opacities: float32 ``(N,)`` peak opacities.
         background: float32 ``(H, W, 3)`` RGB in [0, 255]: the scene before
             objects, occluders and noise were added.
+        centres: float32 ``(N, 2)`` the objects' true centres (x, y) px.
     """
     image: np.ndarray
     points: np.ndarray
@@ -85,6 +98,7 @@ class SyntheticScene:
     colors: np.ndarray
     opacities: np.ndarray
     background: np.ndarray = field(repr=False)
+    centres: Optional[np.ndarray] = field(default=None, repr=False)
 
 
 # ----------------------------------------------------------------------------
@@ -254,9 +268,23 @@ def generate_scene(rng: np.random.Generator, width: int, height: int, n_objects:
         if cfg.noise_std > 0:
             img += rng.normal(0, cfg.noise_std, img.shape)
     image = np.clip(np.round(img), 0, 255).astype(np.uint8)
-    return SyntheticScene(image, points.astype(np.float32), cov.astype(np.float32),
+    annotated = annotate_points(rng, points, cov, width, height, cfg.annotation_jitter)
+    return SyntheticScene(image, annotated.astype(np.float32), cov.astype(np.float32),
                           colors.astype(np.float32), opac.astype(np.float32),
-                          bg.astype(np.float32))
+                          bg.astype(np.float32), points.astype(np.float32))
+
+
+def annotate_points(rng: np.random.Generator, centres: np.ndarray, cov: np.ndarray,
+                    width: int, height: int, jitter: float) -> np.ndarray:
+    """Point annotations of objects at ``centres`` ``(N, 2)`` px with covariances
+    ``(N, 2, 2)``: each centre displaced by isotropic noise of std ``jitter`` times the
+    object's geometric-mean std, kept inside the image. ``jitter == 0`` returns the
+    centres and draws nothing from ``rng`` (scenes stay byte-identical)."""
+    if jitter <= 0 or len(centres) == 0:
+        return np.asarray(centres, np.float64)
+    gstd = np.linalg.det(np.asarray(cov, np.float64)) ** 0.25  # sqrt(s1 * s2)
+    noisy = centres + rng.normal(0.0, 1.0, centres.shape) * (jitter * gstd)[:, None]
+    return np.clip(noisy, [0.0, 0.0], [width - 1e-3, height - 1e-3])
 
 
 def image_rng(seed: int, index: int) -> np.random.Generator:
@@ -320,8 +348,4 @@ def load_config(path: Optional[str]) -> Optional[SyntheticCrowdConfig]:
     if path is None or not osp.isfile(path):
         return None
     with open(path) as f:
-        d = json.load(f)
-    for k in ('opacity_range', 'split_fractions'):
-        if k in d:
-            d[k] = tuple(d[k])
-    return SyntheticCrowdConfig(**d)
+        return SyntheticCrowdConfig(**json.load(f))

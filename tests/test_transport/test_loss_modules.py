@@ -94,3 +94,45 @@ def test_batch_size_mismatch_raises(batch):
     density, points, _, _ = batch
     with pytest.raises(ValueError, match='point sets'):
         BayesianLoss()(density, points[:2])
+
+
+def test_bayesian_st_size_from_source_image(batch):
+    """BL's image-size term: the source image's short side (``image_shapes``, as BL's
+    data set passes it), the input's without shapes or with ``'input'``, or fixed."""
+    density, points, _, targets = batch
+    d = density[:, 0]
+    shapes = [(600, 900), (480, 1024), (2048, 700)]
+    loss = BayesianLoss()(density, points, targets=targets, stride=STRIDE, image_shapes=shapes)
+    expected = _mean([bayesian_loss(d[b], points[b], STRIDE, target=targets[b],
+                                    st_size=float(min(shapes[b]))) for b in range(3)])
+    torch.testing.assert_close(loss, expected)
+    as_input = _mean([bayesian_loss(d[b], points[b], STRIDE, target=targets[b])
+                      for b in range(3)])
+    torch.testing.assert_close(
+        BayesianLoss(st_size='input')(density, points, targets=targets, stride=STRIDE,
+                                      image_shapes=shapes), as_input)
+    torch.testing.assert_close(BayesianLoss()(density, points, targets=targets, stride=STRIDE),
+                               as_input)
+    fixed = _mean([bayesian_loss(d[b], points[b], STRIDE, target=targets[b], st_size=300.0)
+                   for b in range(3)])
+    torch.testing.assert_close(
+        BayesianLoss(st_size=300)(density, points, targets=targets, stride=STRIDE,
+                                  image_shapes=shapes), fixed)
+    with pytest.raises(ValueError, match='image shapes'):
+        BayesianLoss()(density, points, stride=STRIDE, image_shapes=shapes[:2])
+    with pytest.raises(ValueError, match='st_size'):
+        BayesianLoss(st_size='crop')
+
+
+@pytest.mark.parametrize('st_size', [128.0, 512.0, 2048.0])
+def test_bayesian_background_crossover(st_size):
+    """One point: a cell's posterior goes to background once it lies farther than
+    ``sqrt(st_size * bg_ratio)`` px from the point (D_bg = (st r)^2 / d^2 = d^2)."""
+    from gst_mm.transport.ot import bayesian_posteriors
+    stride, grid = 1.0, (1, 64)
+    pts = torch.tensor([[0.5, 0.5]], dtype=torch.float64)  # on the first cell centre
+    post = bayesian_posteriors(pts, grid, stride, st_size=st_size, bg_ratio=0.15)
+    dist = torch.arange(64, dtype=torch.float64)  # cell centres at 0.5 + k
+    crossover = (st_size * 0.15) ** 0.5
+    fg = post[:, 0] > post[:, 1]
+    assert fg[dist < crossover - 0.5].all() and not fg[dist > crossover + 0.5].any()

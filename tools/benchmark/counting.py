@@ -32,7 +32,7 @@ import platform
 import statistics
 import sys
 import time
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 METHODS = ('gst', 'gst-heuristic', 'l2', 'bl', 'dmcount', 'uot')
@@ -44,8 +44,13 @@ def parse_args(argv=None):
     p.add_argument('--iters', type=int, default=400, help='training steps per run')
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--methods', nargs='+', default=list(METHODS), choices=METHODS)
-    p.add_argument('--threads', type=int, default=1, help='torch threads')
+    p.add_argument('--threads', type=int, default=1, help='torch threads per run')
+    p.add_argument('--jobs', type=int, default=1,
+                   help='runs trained at the same time (separate processes)')
     p.add_argument('--work-dir', default=osp.join('work_dirs', 'bench_counting'))
+    p.add_argument('--sweep', type=int, nargs='*', default=[16, 64, 256, 1024],
+                   metavar='N', help='also time one training step vs N points per crop '
+                   '(GST, L2, DM-Count); give no value to skip')
     p.add_argument('--no-doc', action='store_true', help='do not append to docs/benchmarks.md')
     return p.parse_args(argv)
 
@@ -111,6 +116,76 @@ def run_one(method: str, seed: int, iters: int, work_dir: str) -> Dict:
                 train_wall_s=wall)
 
 
+SWEEP_METHODS = ('gst', 'l2', 'dmcount')
+
+
+def step_time_sweep(base_cfg, points_per_crop: Sequence[int], reps: int = 8) -> List[Dict]:
+    """Training-step seconds of the benchmark's model and batch shape vs points per crop.
+
+    Random images and uniformly placed points; the GST kernel is built (outside the
+    timed step, as the data workers do) from isotropic ``stride``-px Gaussians. One
+    step = forward + loss + backward + optimiser update, median of ``reps`` after a
+    warm-up. GST and L2 cost O(cells) per image, DM-Count O(iterations x N x cells), so
+    this shows where the OT loss starts to dominate the network.
+    """
+    import torch
+
+    from gst_mm.registry import MODELS
+    from gst_mm.transport import build_kernel
+
+    crop = int(base_cfg.crop_size)
+    batch = int(base_cfg.train_dataloader.batch_size)
+    stride = int(base_cfg.stride)
+    grid = (crop // stride, crop // stride)
+    losses = dict(gst=dict(type='GSTLoss'), l2=dict(type='PseudoDensityL2Loss'),
+                  dmcount=dict(type='DMCountLoss'))
+    rows = []
+    for n in points_per_crop:
+        gen = torch.Generator().manual_seed(n)
+        images = torch.rand(batch, 3, crop, crop, generator=gen)
+        points = [torch.rand(n, 2, generator=gen) * crop for _ in range(batch)]
+        cov = torch.eye(2).expand(n, 2, 2) * float(stride) ** 2
+        kernels = [build_kernel(p, cov, grid, stride) for p in points]
+        row: Dict = dict(points_per_crop=n)
+        for name in SWEEP_METHODS:
+            torch.manual_seed(0)
+            backbone = MODELS.build(base_cfg.model.backbone)
+            loss_fn = MODELS.build(losses[name])
+            opt = torch.optim.Adam(backbone.parameters(), lr=1e-4)
+
+            def step():
+                opt.zero_grad()
+                loss = loss_fn(backbone(images), points, kernels=kernels, stride=stride)
+                loss.backward()
+                opt.step()
+
+            step()
+            times = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                step()
+                times.append(time.perf_counter() - t0)
+            row[name] = statistics.median(times)
+        row['gst_over_dmcount'] = row['gst'] / row['dmcount']
+        rows.append(row)
+        print(f'[bench] sweep N={n}: ' + ' '.join(f'{k} {row[k]:.4f} s' for k in SWEEP_METHODS)
+              + f' GST/DM-Count {row["gst_over_dmcount"]:.2f}', file=sys.stderr, flush=True)
+    return rows
+
+
+def _init_worker(threads: int) -> None:
+    """Set up a ``--jobs`` worker process like the main one."""
+    os.chdir(ROOT)
+    import torch
+
+    torch.set_num_threads(threads)
+    import gst_mm  # noqa: F401
+    from gst_mm.utils import register_all_modules
+
+    register_all_modules()
+    _register_step_timer()
+
+
 def summarise(runs: List[Dict], methods) -> Dict:
     out: Dict = {}
     for m in methods:
@@ -152,7 +227,8 @@ def write_doc(result: Dict, path: str) -> None:
         f'## Crowd counting on the synthetic set ({result["date"]})',
         '',
         f'`tools/benchmark/counting.py`: {result["machine"]}, torch threads = '
-        f'{result["threads"]}; narrow VGG-19 (`gst_vgg19_synthetic.py`), '
+        f'{result["threads"]} per run, {result.get("jobs", 1)} run(s) at a time; '
+        'narrow VGG-19 (`gst_vgg19_synthetic.py`), '
         f'{result["iters"]} steps of batch {result["batch_size"]} per run, seeds '
         f'{result["seeds"]}; test MAE/MSE averaged over seeds; step = forward + loss + '
         'backward + update (median), data = wait for the next batch (median; the GST '
@@ -169,6 +245,20 @@ def write_doc(result: Dict, path: str) -> None:
         met = rt['targets_met'][k]
         lines.append(f'| {k} | {"n/a" if v is None else f"{v:.3f}"} | <= {rt["limits"][k]} | '
                      f'{"n/a" if met is None else ("yes" if met else "no")} |')
+    if result.get('sweep'):
+        lines += [
+            '',
+            f'Step time vs points per crop (same model and batch, random {result["crop_size"]}'
+            ' px crops, uniform points):',
+            '',
+            '| points / crop | ' + ' | '.join(f'{m} s/step' for m in SWEEP_METHODS)
+            + ' | GST / DM-Count |',
+            '|---' * (len(SWEEP_METHODS) + 2) + '|',
+        ]
+        for row in result['sweep']:
+            lines.append(f'| {row["points_per_crop"]} | '
+                         + ' | '.join(f'{row[m]:.4f}' for m in SWEEP_METHODS)
+                         + f' | {row["gst_over_dmcount"]:.2f} |')
     with open(path, 'a') as f:
         f.write('\n'.join(lines) + '\n')
 
@@ -195,21 +285,36 @@ def main(argv=None) -> None:
         precompute(base, workers=2)
     runs = []
     t0 = time.time()
-    for seed in args.seeds:
-        for method in args.methods:
-            r = run_one(method, seed, args.iters, args.work_dir)
-            runs.append(r)
-            print(f'[bench] {method} seed {seed}: MAE {r["MAE"]:.3f} MSE {r["MSE"]:.3f} '
-                  f'step {r["step_s"]:.4f} s data {r["data_s"]:.4f} s '
-                  f'({time.time() - t0:.0f} s so far)', file=sys.stderr, flush=True)
+    jobs = [(m, seed, args.iters, args.work_dir) for seed in args.seeds for m in args.methods]
+
+    def report(r):
+        runs.append(r)
+        print(f'[bench] {r["method"]} seed {r["seed"]}: MAE {r["MAE"]:.3f} MSE {r["MSE"]:.3f} '
+              f'step {r["step_s"]:.4f} s data {r["data_s"]:.4f} s '
+              f'({time.time() - t0:.0f} s so far)', file=sys.stderr, flush=True)
+
+    if args.jobs > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context('spawn'),
+                                 initializer=_init_worker, initargs=(args.threads, )) as pool:
+            for fut in as_completed([pool.submit(run_one, *job) for job in jobs]):
+                report(fut.result())
+    else:
+        for job in jobs:
+            report(run_one(*job))
+    sweep = step_time_sweep(base, args.sweep) if args.sweep else []
+    runs.sort(key=lambda r: (r['seed'], METHODS.index(r['method'])))
     summary = summarise(runs, args.methods)
     result = dict(
         benchmark='counting_synthetic',
         date=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
         machine=f'{os.cpu_count()}-core {platform.machine()}',
-        threads=args.threads, iters=args.iters, seeds=args.seeds,
+        threads=args.threads, jobs=args.jobs, iters=args.iters, seeds=args.seeds,
         batch_size=int(base.train_dataloader.batch_size),
-        summary=summary, checks=ratios_and_targets(summary), runs=runs,
+        crop_size=int(base.crop_size),
+        summary=summary, checks=ratios_and_targets(summary), runs=runs, sweep=sweep,
         total_s=round(time.time() - t0, 1))
     print(json.dumps(result))
     if not args.no_doc:

@@ -69,7 +69,8 @@ class DensityCounter(BaseModel):
             density and exposes its ``stride`` ``s`` (default 8).
         loss: config of a counting loss (``GSTLoss``, ``PseudoDensityL2Loss``,
             ``BayesianLoss``, ``DMCountLoss``, ``UOTLoss``), called as
-            ``loss(density, points, kernels=..., targets=..., stride=s)``.
+            ``loss(density, points, kernels=..., targets=..., stride=s,
+            image_shapes=...)`` (``image_shapes``: each sample's ``ori_shape``).
         data_preprocessor: default ImageNet mean/std normalisation, BGR -> RGB.
         train_cfg: unused (kept for OpenMMLab config symmetry).
         test_cfg: ``dict(tile_size=512)``: images with a side larger than
@@ -135,8 +136,10 @@ class DensityCounter(BaseModel):
         kernels = [ds.get('transport_kernel', None) for ds in data_samples]
         if any(k is None for k in kernels):
             kernels = None
+        shapes = [ds.metainfo.get('ori_shape', None) for ds in data_samples]
         value = self.count_loss(density, points, kernels=kernels, targets=targets,
-                                stride=self.stride)
+                                stride=self.stride,
+                                image_shapes=None if any(s is None for s in shapes) else shapes)
         losses = dict(value) if isinstance(value, dict) else dict(loss=value)
         with torch.no_grad():
             pred = density.flatten(1).sum(1)

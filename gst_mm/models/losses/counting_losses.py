@@ -2,20 +2,23 @@
 
 Every loss shares one call signature (docs/architecture.md)::
 
-    loss(density, points, *, kernels=None, targets=None, stride=8) -> scalar tensor
+    loss(density, points, *, kernels=None, targets=None, stride=8, image_shapes=None)
+        -> scalar tensor
 
 * ``density``: ``(B, 1, h, w)`` (or ``(B, h, w)``) non-negative predicted density.
 * ``points``: list of ``B`` tensors ``(N_b, 2)``, ``(x, y)`` in input px.
 * ``kernels``: list of ``B`` :class:`gst_mm.transport.TransportKernel` (GST only).
 * ``targets``: optional list of per-point masses ``(N_b,)`` (default ones).
 * ``stride``: input px per density cell (cell centres at ``stride * k + stride / 2``).
+* ``image_shapes``: optional list of ``B`` ``(h, w)`` px, each input's source image
+  before augmentation (``metainfo['ori_shape']``); only the Bayesian loss uses it.
 
 The result is the mean over the batch's images of the per-image loss, times
 ``loss_weight``. The modules are thin: the maths lives in :mod:`gst_mm.transport`.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple, Union
 
 from torch import Tensor, nn
 
@@ -50,6 +53,9 @@ class _CountingLoss(nn.Module):
         super().__init__()
         self.loss_weight = float(loss_weight)
 
+    #: set by ``forward`` for the image being evaluated (``None`` when not given)
+    _image_shape: Optional[Tuple[int, int]] = None
+
     def image_loss(self, b: int, density: Tensor, points: Tensor, kernel: Optional[TransportKernel],
                    target: Optional[Tensor], stride: float) -> Tensor:
         raise NotImplementedError
@@ -57,16 +63,23 @@ class _CountingLoss(nn.Module):
     def forward(self, density: Tensor, points: Sequence[Tensor], *,
                 kernels: Optional[Sequence[TransportKernel]] = None,
                 targets: Optional[Sequence[Optional[Tensor]]] = None,
-                stride: float = 8) -> Tensor:
+                stride: float = 8,
+                image_shapes: Optional[Sequence[Optional[Tuple[int, int]]]] = None) -> Tensor:
         _check_batch(density, points)
         if targets is not None and len(targets) != len(points):
             raise ValueError(f'{len(targets)} target sets for {len(points)} point sets')
+        if image_shapes is not None and len(image_shapes) != len(points):
+            raise ValueError(f'{len(image_shapes)} image shapes for {len(points)} point sets')
 
         def one(b: int, d: Tensor) -> Tensor:
             kernel = None if kernels is None else kernels[b]
+            self._image_shape = None if image_shapes is None else image_shapes[b]
             return self.image_loss(b, d, points[b], kernel, _target(targets, b), stride)
 
-        return self.loss_weight * batch_mean(density, one)
+        try:
+            return self.loss_weight * batch_mean(density, one)
+        finally:
+            self._image_shape = None
 
 
 @MODELS.register_module()
@@ -93,13 +106,15 @@ class GSTLoss(_CountingLoss):
     def forward(self, density: Tensor, points: Sequence[Tensor], *,
                 kernels: Optional[Sequence[TransportKernel]] = None,
                 targets: Optional[Sequence[Optional[Tensor]]] = None,
-                stride: float = 8) -> Tensor:
+                stride: float = 8,
+                image_shapes: Optional[Sequence[Optional[Tuple[int, int]]]] = None) -> Tensor:
         if kernels is None:
             raise ValueError('GSTLoss needs the transport kernels of the batch '
                              '(data samples carry them as `transport_kernel`)')
         if len(kernels) != len(points):
             raise ValueError(f'{len(kernels)} kernels for {len(points)} point sets')
-        return super().forward(density, points, kernels=kernels, targets=targets, stride=stride)
+        return super().forward(density, points, kernels=kernels, targets=targets, stride=stride,
+                               image_shapes=image_shapes)
 
     def image_loss(self, b, density, points, kernel, target, stride):
         if kernel.num_points != len(points):
@@ -142,22 +157,36 @@ class BayesianLoss(_CountingLoss):
         sigma: likelihood std, px (paper default 8).
         bg_ratio: background ratio (0.15 in BL's public training script).
         use_background: BL+ (default) or plain BL.
-        st_size: BL's image-size term in px; default the shorter side of the density
-            map's input (``min(h, w) * stride``).
+        st_size: BL's image-size term in px (the background crossover lies at
+            ``sqrt(st_size * bg_ratio)`` px from the nearest point). ``'image'``
+            (default): as BL, the shorter side of the source image before augmentation
+            (``image_shapes``, from ``metainfo['ori_shape']``), falling back to the
+            input's shorter side (``min(h, w) * stride``) when shapes are not given;
+            ``'input'``: always the input's (crop's) shorter side; a number: fixed.
         loss_weight: multiplier of the loss.
     """
 
     def __init__(self, sigma: float = 8.0, bg_ratio: float = 0.15, use_background: bool = True,
-                 st_size: Optional[float] = None, loss_weight: float = 1.0) -> None:
+                 st_size: Union[str, float] = 'image', loss_weight: float = 1.0) -> None:
         super().__init__(loss_weight)
+        if isinstance(st_size, str) and st_size not in ('image', 'input'):
+            raise ValueError(f"st_size must be 'image', 'input' or a number, got {st_size!r}")
         self.sigma = float(sigma)
         self.bg_ratio = float(bg_ratio)
         self.use_background = bool(use_background)
-        self.st_size = st_size
+        self.st_size = st_size if isinstance(st_size, str) else float(st_size)
+
+    def _st_size(self) -> Optional[float]:
+        """The image-size term of the current image (``None``: the input's short side)."""
+        if not isinstance(self.st_size, str):
+            return self.st_size
+        if self.st_size == 'image' and self._image_shape is not None:
+            return float(min(self._image_shape[0], self._image_shape[1]))
+        return None
 
     def image_loss(self, b, density, points, kernel, target, stride):
         return bayesian_loss(density, points, stride, target=target, sigma=self.sigma,
-                             bg_ratio=self.bg_ratio, st_size=self.st_size,
+                             bg_ratio=self.bg_ratio, st_size=self._st_size(),
                              background=self.use_background)
 
 
