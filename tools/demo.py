@@ -84,9 +84,18 @@ def precompute(cfg, workers: int) -> None:
         print('config has no GSTPrecomputeHook: nothing to fit')
         return
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
-    summary = precompute_dataset(dataset, hook['cache_dir'], fit_cfg=hook.get('fit_cfg'),
+    summary = precompute_dataset(dataset, cache_dir_of(cfg), fit_cfg=hook.get('fit_cfg'),
                                  data_root=hook.get('data_root'), workers=workers, progress=True)
-    print(f'Gaussian cache {osp.abspath(hook["cache_dir"])}: {summary}')
+    print(f'Gaussian cache {osp.abspath(cache_dir_of(cfg))}: {summary}')
+
+
+def cache_dir_of(cfg) -> str:
+    """The Gaussian cache of the config's training set (the hook's, else the default)."""
+    from gst_mm.splatting import default_cache_dir
+
+    hook = hook_settings(cfg)
+    return hook.get('cache_dir') or default_cache_dir(
+        hook.get('data_root') or cfg.train_dataloader.dataset.data_root)
 
 
 def predict_sample(runner, index: int = 0):
@@ -194,7 +203,7 @@ def main(argv=None) -> None:
 
     summary = dict(
         data=osp.abspath(data_root),
-        gaussian_cache=osp.abspath(hook_settings(cfg).get('cache_dir', '')),
+        gaussian_cache=osp.abspath(cache_dir_of(cfg)),
         work_dir=osp.abspath(args.work_dir),
         log_dir=osp.abspath(osp.join(args.work_dir, runner.timestamp)),
         figure=osp.abspath(figure),

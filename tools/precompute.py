@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from gst_mm.splatting import GaussianCache, GaussianSample, fit_missing
+from gst_mm.splatting import GaussianCache, GaussianSample, default_cache_dir, fit_missing
 
 HOOK_TYPES = ('GSTPrecomputeHook', 'gst_mm.GSTPrecomputeHook')
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff')
@@ -55,7 +55,8 @@ def parse_args(argv=None):
     p.add_argument('--ann-dir', help='plain-path mode: folder of <name>.json with "points"')
     p.add_argument('--data-root', help='plain-path mode: cache keys are image paths '
                    'relative to it (default: the parent of --img-dir, as in the crowd layout)')
-    p.add_argument('--cache-dir', help='cache root (default: the config hook\'s cache_dir)')
+    p.add_argument('--cache-dir', help='cache root (default: the config hook\'s cache_dir, else '
+                   'each data set\'s <data_root>/gst_cache)')
     p.add_argument('--iterations', type=int, help='override the fit iterations')
     p.add_argument('--workers', type=int, default=None, help='fitting processes')
     p.add_argument('--shard', default=None, help='K/N: fit only shard K of N')
@@ -112,10 +113,8 @@ def run_config(args) -> int:
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     hook = find_hook_cfg(cfg)
+    # default: each data set's <data_root>/gst_cache (where the hook and the transform look)
     cache_dir = args.cache_dir or hook.get('cache_dir') or cfg.get('gaussian_cache_dir')
-    if cache_dir is None:
-        raise SystemExit(f'{args.config}: no GSTPrecomputeHook cache_dir nor '
-                         'gaussian_cache_dir; pass --cache-dir')
     fit_cfg = dict(hook.get('fit_cfg') or {})
     if args.iterations is not None:
         fit_cfg['iterations'] = args.iterations
@@ -128,9 +127,11 @@ def run_config(args) -> int:
             print(f'[precompute] {args.config} has no {split}_dataloader; skipped')
             continue
         dataset = DATASETS.build(loader_cfg['dataset'])
-        print(f'[precompute] {split} set: {len(dataset)} samples -> {cache_dir} '
+        data_root = hook.get('data_root') or getattr(dataset, 'data_root', None)
+        split_cache = cache_dir or default_cache_dir(data_root)
+        print(f'[precompute] {split} set: {len(dataset)} samples -> {split_cache} '
               f'(shard {args.shard[0]}/{args.shard[1]})')
-        summary = precompute_dataset(dataset, cache_dir, fit_cfg=fit_cfg,
+        summary = precompute_dataset(dataset, split_cache, fit_cfg=fit_cfg,
                                      data_root=hook.get('data_root'), workers=workers,
                                      shard=args.shard, progress=not args.no_progress)
         print(f'[precompute] {split}: {summary}')

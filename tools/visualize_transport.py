@@ -64,13 +64,9 @@ def transport_pipeline(cfg, plan: Optional[str], augment: bool) -> List[Dict]:
     steps = [t for t in steps if not _type(t).split('.')[-1].startswith('Pack')]
     if not augment:
         steps = [t for t in steps if 'Random' not in _type(t)]
-    cache_dir = cfg.get('gaussian_cache_dir', None)
-    data_root = cfg.train_dataloader.dataset.get('data_root', None)
     if not any(_type(t) in GAUSSIAN_TYPES for t in steps):
-        if cache_dir is None and plan in (None, 'gst'):
-            raise ValueError('the config names no gaussian_cache_dir: use --plan heuristic or gt')
-        steps.insert(1, dict(type='LoadCrowdGaussians', cache_dir=cache_dir or '',
-                             data_root=data_root, plan=plan or 'gst'))
+        # a baseline config: the data set's default cache (<data_root>/gst_cache)
+        steps.insert(1, dict(type='LoadCrowdGaussians', plan=plan or 'gst'))
     if not any(_type(t) in KERNEL_TYPES for t in steps):
         steps.append(dict(type='LoadTransportKernel', stride=8))
     for t in steps:
@@ -125,7 +121,7 @@ def load_transport_sample(cfg, split: str = 'train', index: int = 0, name: Optio
     """
     from mmengine.dataset import Compose
 
-    from gst_mm.splatting import GaussianCacheError
+    from gst_mm.splatting import GaussianCacheError, default_cache_dir
 
     dataset = build_dataset(cfg, split)
     idx = find_index(dataset, name, index)
@@ -138,7 +134,8 @@ def load_transport_sample(cfg, split: str = 'train', index: int = 0, name: Optio
         if not fit:
             raise
     gauss = next(t for t in steps if _type(t) in GAUSSIAN_TYPES)
-    fit_sample_gaussians(info, gauss['cache_dir'], gauss.get('data_root'),
+    data_root = gauss.get('data_root') or info.get('data_root')
+    fit_sample_gaussians(info, gauss.get('cache_dir') or default_cache_dir(data_root), data_root,
                          _hook_fit_cfg(cfg))
     return pipeline(copy.deepcopy(info))
 

@@ -83,6 +83,7 @@ class CrowdCountingDataset(BaseDataset):
             info = dict(
                 img_path=osp.join(img_dir, ann.image),
                 img_id=name,
+                data_root=self.data_root,
                 points=points.astype(np.float32),
                 ori_count=int(len(points)),
                 height=int(ann.height),

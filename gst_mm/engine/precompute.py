@@ -11,7 +11,13 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from gst_mm.splatting import GaussianCache, GaussianSample, PrecomputeSummary, fit_missing
+from gst_mm.splatting import (
+    GaussianCache,
+    GaussianSample,
+    PrecomputeSummary,
+    default_cache_dir,
+    fit_missing,
+)
 
 
 def _unwrap(dataset):
@@ -78,7 +84,7 @@ def collect_gaussian_samples(dataset) -> Tuple[List[GaussianSample], Optional[st
 
 
 def precompute_dataset(dataset,
-                       cache_dir: str,
+                       cache_dir: Optional[str] = None,
                        fit_cfg: Optional[Dict] = None,
                        data_root: Optional[str] = None,
                        workers: int = 1,
@@ -88,7 +94,8 @@ def precompute_dataset(dataset,
 
     Args:
         dataset: an MMEngine data set (crowd or MMPose), already built.
-        cache_dir: root of the HDF5 Gaussian cache.
+        cache_dir: root of the HDF5 Gaussian cache; default ``<data_root>/gst_cache``
+            of the data set (:func:`gst_mm.splatting.default_cache_dir`).
         fit_cfg: keyword arguments of :func:`gst_mm.splatting.fit_gaussians`.
         data_root: cache keys are image paths relative to it; defaults to the
             data set's own ``data_root``.
@@ -97,6 +104,7 @@ def precompute_dataset(dataset,
         progress: show a progress bar.
     """
     samples, ds_root = collect_gaussian_samples(dataset)
-    cache = GaussianCache(cache_dir, data_root=data_root or ds_root)
+    root = data_root or ds_root
+    cache = GaussianCache(cache_dir or default_cache_dir(root), data_root=root)
     return fit_missing(samples, cache, dict(fit_cfg or {}), workers=workers, shard=shard,
                        progress=progress)

@@ -42,6 +42,19 @@ def points_sha1(points: Optional[np.ndarray]) -> str:
     return hashlib.sha1(arr.tobytes()).hexdigest()
 
 
+#: name of the Gaussian cache folder inside a data set's root (the default cache)
+CACHE_DIRNAME = 'gst_cache'
+
+
+def default_cache_dir(data_root: str) -> str:
+    """The default Gaussian cache of the data set at ``data_root``: ``<data_root>/gst_cache``
+    (the cache lives with its data set; configs need not name it)."""
+    if not data_root:
+        raise ValueError('no data_root to place the default Gaussian cache in: '
+                         'name a cache_dir')
+    return osp.join(str(data_root), CACHE_DIRNAME)
+
+
 class GaussianCache:
     """Directory of per-image Gaussian files.
 

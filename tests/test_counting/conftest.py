@@ -38,6 +38,8 @@ def _retarget(obj, data_root, cache_dir, crop_size):
                 _retarget(value, data_root, cache_dir, crop_size)
         if obj.get('type') == 'GSTPrecomputeHook':
             obj['fit_cfg'] = dict(TINY_FIT)
+        if obj.get('type') in ('GSTPrecomputeHook', 'LoadCrowdGaussians'):
+            obj['cache_dir'] = cache_dir  # configs leave it to the default
     elif isinstance(obj, (list, tuple)):
         for value in obj:
             _retarget(value, data_root, cache_dir, crop_size)

@@ -56,3 +56,30 @@ def test_baseline_variants_train(tiny_crowd, tmp_path, name):
     runner.train()
     assert torch.isfinite(torch.tensor(runner.message_hub.get_scalar('train/loss').current()))
     assert 'MAE' in runner.test()
+
+
+def test_default_cache_lives_with_the_data_set(tiny_crowd, tmp_path):
+    """Configs that name no cache: GSTPrecomputeHook writes ``<data_root>/gst_cache`` and
+    LoadCrowdGaussians reads it (same keys), so a run trains with the fitted plan."""
+    import shutil
+
+    from gst_mm.splatting import default_cache_dir
+
+    data_root, cache_dir = tiny_crowd
+    root = str(tmp_path / 'own') + '/'
+    shutil.copytree(data_root, root)
+    cfg = tiny_counting_cfg('gst_vgg19_synthetic.py', root, cache_dir, tmp_path / 'run', iters=2)
+    for step in cfg.train_dataloader.dataset.pipeline:
+        step.pop('cache_dir', None)
+    for hook in cfg.custom_hooks:
+        hook.pop('cache_dir', None)
+    runner = _runner(cfg)
+    runner.train()
+    with open(osp.join(root, 'train.txt')) as f:
+        train_names = [line.strip() for line in f if line.strip()]
+    cached = glob.glob(osp.join(default_cache_dir(root), '**', '*.h5'), recursive=True)
+    assert len(cached) == len(train_names)
+    assert not glob.glob(osp.join(root, '*.h5'))
+    # the transform found every sample's Gaussians there (a miss raises GaussianCacheError)
+    sample = runner.train_dataloader.dataset[0]['data_samples']
+    assert sample.transport_kernel.num_points == len(sample.gt_points)

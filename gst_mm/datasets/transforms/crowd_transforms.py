@@ -8,7 +8,7 @@ points and Gaussians cannot drift apart from the image.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -17,7 +17,7 @@ from mmcv.transforms import BaseTransform
 from mmcv.transforms.utils import cache_randomness
 
 from gst_mm.registry import TRANSFORMS
-from gst_mm.splatting import GaussianCache, Gaussians2D
+from gst_mm.splatting import GaussianCache, Gaussians2D, default_cache_dir
 from gst_mm.structures import CountingDataSample
 
 from .geometry import (
@@ -55,8 +55,11 @@ class LoadCrowdGaussians(BaseTransform):
     - ``'heuristic'``: isotropic ``sigma`` px Gaussians (the ablation plan).
 
     Args:
-        cache_dir: cache root (``'gst'`` plan).
-        data_root: cache keys are image paths relative to it (the data set's root).
+        cache_dir: cache root (``'gst'`` plan); default the sample's data set's
+            ``<data_root>/gst_cache`` (where ``GSTPrecomputeHook`` and
+            ``tools/precompute.py`` write by default).
+        data_root: cache keys are image paths relative to it; default the sample's
+            ``data_root`` (set by ``CrowdCountingDataset``).
         plan: ``'gst'`` | ``'gt'`` | ``'heuristic'``.
         sigma: std (px) of the heuristic plan.
     """
@@ -67,19 +70,27 @@ class LoadCrowdGaussians(BaseTransform):
                  plan: str = 'gst', sigma: float = 8.0) -> None:
         if plan not in self.PLANS:
             raise ValueError(f'LoadCrowdGaussians: plan must be one of {self.PLANS}, got {plan!r}')
-        if plan == 'gst' and not cache_dir:
-            raise ValueError("LoadCrowdGaussians: plan 'gst' needs cache_dir")
         self.cache_dir = cache_dir
         self.data_root = data_root
         self.plan = plan
         self.sigma = float(sigma)
-        self._cache = None
+        self._caches: Dict[Tuple[str, Optional[str]], GaussianCache] = {}
 
-    @property
-    def cache(self) -> GaussianCache:
-        if self._cache is None:
-            self._cache = GaussianCache(self.cache_dir, data_root=self.data_root)
-        return self._cache
+    def cache_for(self, results: dict) -> GaussianCache:
+        """The cache of a sample: ``cache_dir`` / ``data_root``, else the sample's data
+        set's defaults."""
+        data_root = self.data_root or results.get('data_root')
+        if self.cache_dir:
+            cache_dir = self.cache_dir
+        elif data_root:
+            cache_dir = default_cache_dir(data_root)
+        else:
+            raise ValueError(f"{_sample_name(results)}: LoadCrowdGaussians plan 'gst' needs a "
+                             'cache_dir, or a data set that sets data_root')
+        key = (cache_dir, data_root)
+        if key not in self._caches:
+            self._caches[key] = GaussianCache(cache_dir, data_root=data_root)
+        return self._caches[key]
 
     def transform(self, results: dict) -> dict:
         affine = results.get(AFFINE_KEY)
@@ -99,7 +110,7 @@ class LoadCrowdGaussians(BaseTransform):
             results[GAUSSIANS_KEY] = Gaussians2D(points, np.asarray(cov, np.float32))
         else:
             shape = results.get('ori_shape') or results['img'].shape[:2]
-            gaussians, index = self.cache.load(results['img_path'], points=points,
+            gaussians, index = self.cache_for(results).load(results['img_path'], points=points,
                                                image_size=tuple(shape[:2]), return_index=True)
             index = np.asarray(index, np.int64)
             if len(index) != n:  # the fit dropped points (drop_outside): drop them too

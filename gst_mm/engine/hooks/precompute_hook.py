@@ -9,6 +9,7 @@ from mmengine.logging import print_log
 from mmengine.runner import BaseLoop
 
 from gst_mm.registry import HOOKS
+from gst_mm.splatting import default_cache_dir
 
 from ..precompute import precompute_dataset
 
@@ -24,8 +25,8 @@ class GSTPrecomputeHook(Hook):
 
     Args:
         cache_dir: root of the HDF5 Gaussian cache (the same value the
-            data-pipeline transform reads; configs name it once as
-            ``gaussian_cache_dir``).
+            data-pipeline transform reads); default: each data set's
+            ``<data_root>/gst_cache``, where ``LoadCrowdGaussians`` looks by default.
         data_root: cache keys are image paths relative to it; default: each data
             set's ``data_root``.
         fit_cfg: keyword arguments of :func:`gst_mm.splatting.fit_gaussians`
@@ -41,7 +42,7 @@ class GSTPrecomputeHook(Hook):
     priority = 'VERY_HIGH'
 
     def __init__(self,
-                 cache_dir: str,
+                 cache_dir: Optional[str] = None,
                  data_root: Optional[str] = None,
                  fit_cfg: Optional[Dict] = None,
                  splits: Sequence[str] = ('train', ),
@@ -66,16 +67,18 @@ class GSTPrecomputeHook(Hook):
 
     def before_run(self, runner) -> None:
         rank, world_size = get_dist_info()
-        failed = []
+        failed, caches = [], []
         for split in self.splits:
             dataset = self._dataset_of(runner, split)
             if dataset is None:
                 continue
+            cache_dir = self.cache_dir or default_cache_dir(
+                self.data_root or getattr(dataset, 'data_root', None))
             print_log(f'GSTPrecomputeHook: checking Gaussian cache of the {split} set '
-                      f'in {self.cache_dir}', logger='current')
+                      f'in {cache_dir}', logger='current')
             summary = precompute_dataset(
                 dataset,
-                self.cache_dir,
+                cache_dir,
                 fit_cfg=self.fit_cfg,
                 data_root=self.data_root,
                 workers=self.workers,
@@ -84,10 +87,11 @@ class GSTPrecomputeHook(Hook):
             print_log(f'GSTPrecomputeHook [{split}, rank {rank}/{world_size}]: {summary}',
                       logger='current')
             failed += list(summary.failed)
+            caches.append(cache_dir)
         if world_size > 1:
             barrier()
         if failed and not self.allow_failures:
             lines = '\n'.join(f'  {key}: {reason}' for key, reason in failed)
             raise RuntimeError(
                 f'GSTPrecomputeHook: {len(failed)} image(s) could not be fitted '
-                f'(every other image is cached in {self.cache_dir}):\n{lines}')
+                f'(every other image is cached in {", ".join(caches)}):\n{lines}')

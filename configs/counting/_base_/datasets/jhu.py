@@ -1,84 +1,8 @@
 # JHU-Crowd++ in the gst_mm crowd layout (docs/datasets.md), written by
 # tools/dataset_converters/jhu_crowd.py: images pre-resized so the short side is in [512, 2048].
-# Paper augmentation (method.md 6): random scale 0.75-1.25, 512 px crops (30 % rule),
-# horizontal flip, 12 % greyscale. Batch 1.
-dataset_type = 'CrowdCountingDataset'
+# 512 px crops (method.md 6); everything else in crowd_counting.py.
+_base_ = ['./crowd_counting.py']
 data_root = 'data/jhu_crowd/'
-# the Gaussian cache: filled by GSTPrecomputeHook (or tools/precompute.py), read by
-# LoadCrowdGaussians; named once here
-gaussian_cache_dir = 'data/gst_cache/jhu'
-crop_size = 512
-stride = 8  # density-map stride of VGG19Regressor; the kernel is built on its grid
-
-_load = [dict(type='LoadImageFromFile')]
-_augment = [
-    dict(type='CrowdRandomResize', scale_range=(0.75, 1.25)),
-    dict(type='CrowdRandomCrop', crop_size=crop_size, min_inside=0.3),
-    dict(type='CrowdRandomFlip', prob=0.5),
-    dict(type='RandomGrayscale', prob=0.12),
-]
-_kernel = [dict(type='LoadTransportKernel', stride=stride, cutoff=3.0, bg_ratio=0.015)]
-_pack = [dict(type='PackCountingInputs')]
-
-# GST: the plan from the cached (fitted) Gaussians
-train_pipeline = _load + [
-    dict(type='LoadCrowdGaussians', cache_dir=gaussian_cache_dir, data_root=data_root, plan='gst')
-] + _augment + _kernel + _pack
-# ablation: isotropic sigma = 8 px Gaussians ("heuristic plan", no fitting)
-heuristic_train_pipeline = _load + [
-    dict(type='LoadCrowdGaussians', cache_dir=gaussian_cache_dir, data_root=data_root,
-         plan='heuristic')
-] + _augment + _kernel + _pack
-# baselines that only need the points (L2, BL, DM-Count, UOT)
-point_train_pipeline = _load + _augment + _pack
-test_pipeline = _load + _pack
-
-train_dataloader = dict(
-    batch_size=1,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='train.txt',
-        data_prefix=dict(img='images/', ann='annotations/'),
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='val.txt',
-        data_prefix=dict(img='images/', ann='annotations/'),
-        test_mode=True,
-        pipeline=test_pipeline))
-test_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='test.txt',
-        data_prefix=dict(img='images/', ann='annotations/'),
-        test_mode=True,
-        pipeline=test_pipeline))
-val_evaluator = dict(type='CountingMetric')
-test_evaluator = val_evaluator
-
-# fit the Gaussians of training images that have no valid cache before training
-# (default fit settings of gst_mm.splatting.fit_gaussians)
-custom_hooks = [
-    dict(type='GSTPrecomputeHook', cache_dir=gaussian_cache_dir, data_root=data_root,
-         splits=('train', ))
-]
-
-# helper lists above are only building blocks
-del _load, _augment, _kernel, _pack
+train_dataloader = dict(dataset=dict(data_root=data_root))
+val_dataloader = dict(dataset=dict(data_root=data_root))
+test_dataloader = dict(dataset=dict(data_root=data_root))
