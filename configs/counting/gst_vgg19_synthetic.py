@@ -8,13 +8,11 @@
 _base_ = [
     './_base_/default_runtime.py',
     './_base_/models/vgg19_counter.py',
+    './_base_/datasets/crowd_counting.py',
 ]
 
-dataset_type = 'CrowdCountingDataset'
 data_root = 'data/synthetic_crowd/'
-gaussian_cache_dir = 'data/gst_cache/synthetic_crowd'
 crop_size = 128
-stride = 8
 max_iters = 2000
 randomness = dict(seed=0)
 # generator settings (gst_mm.datasets.synthetic_crowd.SyntheticCrowdConfig) of the data
@@ -33,66 +31,27 @@ synthetic_data = dict(
 
 model = dict(backbone=dict(widths=(8, 16, 32, 64, 64), batch_norm=True))
 
-_load = [dict(type='LoadImageFromFile')]
-_augment = [
-    dict(type='CrowdRandomResize', scale_range=(0.75, 1.25)),
-    dict(type='CrowdRandomCrop', crop_size=crop_size, min_inside=0.3),
-    dict(type='CrowdRandomFlip', prob=0.5),
-    dict(type='RandomGrayscale', prob=0.12),
-]
-_kernel = [dict(type='LoadTransportKernel', stride=stride, cutoff=3.0, bg_ratio=0.015)]
-_pack = [dict(type='PackCountingInputs')]
-
-train_pipeline = _load + [
-    dict(type='LoadCrowdGaussians', cache_dir=gaussian_cache_dir, data_root=data_root, plan='gst')
-] + _augment + _kernel + _pack
-heuristic_train_pipeline = _load + [
-    dict(type='LoadCrowdGaussians', cache_dir=gaussian_cache_dir, data_root=data_root,
-         plan='heuristic')
-] + _augment + _kernel + _pack
+_crop = dict(type='CrowdRandomCrop', crop_size=crop_size, min_inside=0.3)
+train_pipeline, heuristic_train_pipeline, point_train_pipeline = (
+    [_crop if step['type'] == 'CrowdRandomCrop' else step for step in pipeline]
+    for pipeline in (_base_.train_pipeline, _base_.heuristic_train_pipeline,
+                     _base_.point_train_pipeline))
 # the synthetic set stores the true object covariances: a ground-truth-scale plan
-gt_train_pipeline = _load + [
-    dict(type='LoadCrowdGaussians', cache_dir=gaussian_cache_dir, data_root=data_root, plan='gt')
-] + _augment + _kernel + _pack
-point_train_pipeline = _load + _augment + _pack
-test_pipeline = _load + _pack
+gt_train_pipeline = [
+    dict(step, plan='gt') if step['type'] == 'LoadCrowdGaussians' else step
+    for step in train_pipeline
+]
 
+# batches of 4 crops from an endless sampler; the small test images load in-process
 train_dataloader = dict(
     batch_size=4,
     num_workers=1,
-    persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='train.txt',
-        data_prefix=dict(img='images/', ann='annotations/'),
-        pipeline=train_pipeline))
+    sampler=dict(_delete_=True, type='InfiniteSampler', shuffle=True),
+    dataset=dict(data_root=data_root, pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=1,
-    num_workers=0,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='val.txt',
-        data_prefix=dict(img='images/', ann='annotations/'),
-        test_mode=True,
-        pipeline=test_pipeline))
+    num_workers=0, persistent_workers=False, dataset=dict(data_root=data_root))
 test_dataloader = dict(
-    batch_size=1,
-    num_workers=0,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='test.txt',
-        data_prefix=dict(img='images/', ann='annotations/'),
-        test_mode=True,
-        pipeline=test_pipeline))
-val_evaluator = dict(type='CountingMetric')
+    num_workers=0, persistent_workers=False, dataset=dict(data_root=data_root))
 test_evaluator = dict(type='CountingMetric', localization=True)
 
 # a short random-init run needs a larger step than the paper's fine-tuning of ImageNet VGG,
@@ -111,9 +70,4 @@ default_hooks = dict(
                     save_best='score', rule='less', max_keep_ckpts=1))
 log_processor = dict(type='LogProcessor', window_size=20, by_epoch=False)
 
-custom_hooks = [
-    dict(type='GSTPrecomputeHook', cache_dir=gaussian_cache_dir, data_root=data_root,
-         splits=('train', ))
-]
-
-del _load, _augment, _kernel, _pack
+del _crop

@@ -48,6 +48,12 @@ def parse_args(argv=None):
     p.add_argument('--jobs', type=int, default=1,
                    help='runs trained at the same time (separate processes)')
     p.add_argument('--work-dir', default=osp.join('work_dirs', 'bench_counting'))
+    p.add_argument('--timing-iters', type=int, default=300,
+                   help='after the accuracy runs, time each method alone on the machine '
+                   'for this many steps (seed 0; 0: use the accuracy runs\' step times)')
+    p.add_argument('--reuse-runs', default=None, metavar='JSON',
+                   help='take the accuracy runs from an earlier result of this tool '
+                   '(its JSON line) instead of training them again')
     p.add_argument('--sweep', type=int, nargs='*', default=[16, 64, 256, 1024],
                    metavar='N', help='also time one training step vs N points per crop '
                    '(GST, L2, DM-Count); give no value to skip')
@@ -84,13 +90,14 @@ def _register_step_timer():
     return StepTimerHook
 
 
-def run_one(method: str, seed: int, iters: int, work_dir: str) -> Dict:
-    """Train ``method`` for ``iters`` steps with ``seed``; test MAE / MSE and step times."""
+def run_one(method: str, seed: int, iters: int, work_dir: str, test: bool = True) -> Dict:
+    """Train ``method`` for ``iters`` steps with ``seed``; test MAE / MSE (unless ``test``
+    is False) and step times."""
     from mmengine.config import Config
     from mmengine.runner import Runner
 
     cfg = Config.fromfile(osp.join('configs', 'counting', f'{method}_vgg19_synthetic.py'))
-    cfg.work_dir = osp.join(work_dir, f'{method}_seed{seed}')
+    cfg.work_dir = osp.join(work_dir, f'{method}_seed{seed}' + ('' if test else '_timing'))
     cfg.experiment_name = f'bench_{method}_seed{seed}'
     cfg.randomness = dict(seed=seed)
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters, val_interval=iters + 1)
@@ -108,12 +115,14 @@ def run_one(method: str, seed: int, iters: int, work_dir: str) -> Dict:
     runner.train()
     wall = time.perf_counter() - start
     timer = next(h for h in runner.hooks if type(h).__name__ == 'StepTimerHook')
-    metrics = runner.test()
     steps = timer.steps[WARMUP:] or timer.steps
     waits = timer.waits[WARMUP:] or timer.waits or [0.0]
-    return dict(method=method, seed=seed, MAE=float(metrics['MAE']), MSE=float(metrics['MSE']),
-                step_s=statistics.median(steps), data_s=statistics.median(waits),
-                train_wall_s=wall)
+    out = dict(method=method, seed=seed, step_s=statistics.median(steps),
+               data_s=statistics.median(waits), train_wall_s=wall)
+    if test:
+        metrics = runner.test()
+        out.update(MAE=float(metrics['MAE']), MSE=float(metrics['MSE']))
+    return out
 
 
 SWEEP_METHODS = ('gst', 'l2', 'dmcount')
@@ -186,18 +195,23 @@ def _init_worker(threads: int) -> None:
     _register_step_timer()
 
 
-def summarise(runs: List[Dict], methods) -> Dict:
+def summarise(runs: List[Dict], methods, timing: Sequence[Dict] = ()) -> Dict:
+    """Per method: mean test MAE / MSE over seeds and the step time, from the runs
+    timed alone on the machine when there are some (``timing``), else the median over
+    the accuracy runs."""
     out: Dict = {}
     for m in methods:
         rs = [r for r in runs if r['method'] == m]
+        ts = [r for r in timing if r['method'] == m]
         if not rs:
             continue
         out[m] = dict(
             MAE=statistics.mean(r['MAE'] for r in rs),
             MAE_seeds=[round(r['MAE'], 3) for r in rs],
             MSE=statistics.mean(r['MSE'] for r in rs),
-            step_s=statistics.median(r['step_s'] for r in rs),
-            data_s=statistics.median(r['data_s'] for r in rs),
+            step_s=statistics.median(r['step_s'] for r in (ts or rs)),
+            step_s_accuracy_runs=statistics.median(r['step_s'] for r in rs),
+            data_s=statistics.median(r['data_s'] for r in (ts or rs)),
         )
     return out
 
@@ -232,14 +246,22 @@ def write_doc(result: Dict, path: str) -> None:
         f'{result["iters"]} steps of batch {result["batch_size"]} per run, seeds '
         f'{result["seeds"]}; test MAE/MSE averaged over seeds; step = forward + loss + '
         'backward + update (median), data = wait for the next batch (median; the GST '
-        'kernel is built in the data worker).',
+        'kernel is built in the data worker). '
+        + (f'"s / step" is measured with each method training alone on the machine '
+           f'({result["timing_iters"]} steps, seed 0; its data worker has the other core); '
+           '"2 jobs" is the median of the accuracy runs, two of which trained at a time.'
+           if result.get('timing') else '"s / step" is the median of the accuracy runs.')
+        + (f' Accuracy runs reused from {result["reused_runs"]}.'
+           if result.get('reused_runs') else ''),
         '',
-        '| method | test MAE (mean) | MAE per seed | test MSE | s / step | s data wait |',
-        '|---|---|---|---|---|---|',
+        '| method | test MAE (mean) | MAE per seed | test MSE | s / step | s / step (2 jobs) '
+        '| s data wait |',
+        '|---|---|---|---|---|---|---|',
     ]
     for m, v in s.items():
         lines.append(f'| {m} | {v["MAE"]:.3f} | {v["MAE_seeds"]} | {v["MSE"]:.3f} | '
-                     f'{v["step_s"]:.4f} | {v["data_s"]:.4f} |')
+                     f'{v["step_s"]:.4f} | {v.get("step_s_accuracy_runs", v["step_s"]):.4f} | '
+                     f'{v["data_s"]:.4f} |')
     lines += ['', '| check | ratio | target | met |', '|---|---|---|---|']
     for k, v in rt['ratios'].items():
         met = rt['targets_met'][k]
@@ -293,6 +315,17 @@ def main(argv=None) -> None:
               f'step {r["step_s"]:.4f} s data {r["data_s"]:.4f} s '
               f'({time.time() - t0:.0f} s so far)', file=sys.stderr, flush=True)
 
+    if args.reuse_runs:
+        with open(args.reuse_runs) as f:
+            earlier = json.loads(f.read().strip().splitlines()[-1])
+        if earlier['iters'] != args.iters:
+            raise SystemExit(f'{args.reuse_runs} trained {earlier["iters"]} steps per run, '
+                             f'not {args.iters}')
+        runs += [r for r in earlier['runs']
+                 if r['method'] in args.methods and r['seed'] in args.seeds]
+        jobs = []
+        print(f'[bench] reusing {len(runs)} accuracy runs of {args.reuse_runs} '
+              f'({earlier["date"]})', file=sys.stderr)
     if args.jobs > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -306,7 +339,13 @@ def main(argv=None) -> None:
             report(run_one(*job))
     sweep = step_time_sweep(base, args.sweep) if args.sweep else []
     runs.sort(key=lambda r: (r['seed'], METHODS.index(r['method'])))
-    summary = summarise(runs, args.methods)
+    timing = []
+    for m in args.methods if args.timing_iters > 0 else ():
+        t = run_one(m, 0, args.timing_iters, args.work_dir, test=False)
+        timing.append(t)
+        print(f'[bench] timing {m} alone: step {t["step_s"]:.4f} s data {t["data_s"]:.4f} s',
+              file=sys.stderr, flush=True)
+    summary = summarise(runs, args.methods, timing)
     result = dict(
         benchmark='counting_synthetic',
         date=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
@@ -314,7 +353,9 @@ def main(argv=None) -> None:
         threads=args.threads, jobs=args.jobs, iters=args.iters, seeds=args.seeds,
         batch_size=int(base.train_dataloader.batch_size),
         crop_size=int(base.crop_size),
-        summary=summary, checks=ratios_and_targets(summary), runs=runs, sweep=sweep,
+        timing_iters=args.timing_iters, reused_runs=args.reuse_runs,
+        summary=summary, checks=ratios_and_targets(summary), runs=runs, timing=timing,
+        sweep=sweep,
         total_s=round(time.time() - t0, 1))
     print(json.dumps(result))
     if not args.no_doc:
