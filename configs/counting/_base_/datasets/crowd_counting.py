@@ -53,18 +53,9 @@ val_dataloader = dict(
         test_mode=True,
         pipeline=test_pipeline))
 test_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='test.txt',
-        data_prefix=dict(img='images/', ann='annotations/'),
-        test_mode=True,
-        pipeline=test_pipeline))
+    val_dataloader,
+    sampler=dict(val_dataloader['sampler']),
+    dataset=dict(val_dataloader['dataset'], ann_file='test.txt'))
 val_evaluator = dict(type='CountingMetric')
 test_evaluator = val_evaluator
 
