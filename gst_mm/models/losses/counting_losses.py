@@ -53,11 +53,10 @@ class _CountingLoss(nn.Module):
         super().__init__()
         self.loss_weight = float(loss_weight)
 
-    #: set by ``forward`` for the image being evaluated (``None`` when not given)
-    _image_shape: Optional[Tuple[int, int]] = None
-
     def image_loss(self, b: int, density: Tensor, points: Tensor, kernel: Optional[TransportKernel],
-                   target: Optional[Tensor], stride: float) -> Tensor:
+                   target: Optional[Tensor], stride: float,
+                   image_shape: Optional[Tuple[int, int]]) -> Tensor:
+        """Loss of image ``b``; ``image_shape`` is its source image's ``(h, w)`` or None."""
         raise NotImplementedError
 
     def forward(self, density: Tensor, points: Sequence[Tensor], *,
@@ -73,13 +72,10 @@ class _CountingLoss(nn.Module):
 
         def one(b: int, d: Tensor) -> Tensor:
             kernel = None if kernels is None else kernels[b]
-            self._image_shape = None if image_shapes is None else image_shapes[b]
-            return self.image_loss(b, d, points[b], kernel, _target(targets, b), stride)
+            shape = None if image_shapes is None else image_shapes[b]
+            return self.image_loss(b, d, points[b], kernel, _target(targets, b), stride, shape)
 
-        try:
-            return self.loss_weight * batch_mean(density, one)
-        finally:
-            self._image_shape = None
+        return self.loss_weight * batch_mean(density, one)
 
 
 @MODELS.register_module()
@@ -116,7 +112,7 @@ class GSTLoss(_CountingLoss):
         return super().forward(density, points, kernels=kernels, targets=targets, stride=stride,
                                image_shapes=image_shapes)
 
-    def image_loss(self, b, density, points, kernel, target, stride):
+    def image_loss(self, b, density, points, kernel, target, stride, image_shape):
         if kernel.num_points != len(points):
             raise ValueError(f'image {b} of the batch: kernel has {kernel.num_points} points, '
                              f'annotation has {len(points)}')
@@ -141,7 +137,7 @@ class PseudoDensityL2Loss(_CountingLoss):
         super().__init__(loss_weight)
         self.sigma = float(sigma)
 
-    def image_loss(self, b, density, points, kernel, target, stride):
+    def image_loss(self, b, density, points, kernel, target, stride, image_shape):
         return pseudo_density_l2_loss(density, points, stride, sigma=self.sigma, target=target)
 
 
@@ -176,17 +172,17 @@ class BayesianLoss(_CountingLoss):
         self.use_background = bool(use_background)
         self.st_size = st_size if isinstance(st_size, str) else float(st_size)
 
-    def _st_size(self) -> Optional[float]:
-        """The image-size term of the current image (``None``: the input's short side)."""
+    def _st_size(self, image_shape: Optional[Tuple[int, int]]) -> Optional[float]:
+        """The image-size term of an image (``None``: the input's short side)."""
         if not isinstance(self.st_size, str):
             return self.st_size
-        if self.st_size == 'image' and self._image_shape is not None:
-            return float(min(self._image_shape[0], self._image_shape[1]))
+        if self.st_size == 'image' and image_shape is not None:
+            return float(min(image_shape[0], image_shape[1]))
         return None
 
-    def image_loss(self, b, density, points, kernel, target, stride):
+    def image_loss(self, b, density, points, kernel, target, stride, image_shape):
         return bayesian_loss(density, points, stride, target=target, sigma=self.sigma,
-                             bg_ratio=self.bg_ratio, st_size=self._st_size(),
+                             bg_ratio=self.bg_ratio, st_size=self._st_size(image_shape),
                              background=self.use_background)
 
 
@@ -217,7 +213,7 @@ class DMCountLoss(_CountingLoss):
         self.count_weight = float(count_weight)
         self.sinkhorn_method = sinkhorn_method
 
-    def image_loss(self, b, density, points, kernel, target, stride):
+    def image_loss(self, b, density, points, kernel, target, stride, image_shape):
         loss, _ = dm_count_loss(density, points, stride, reg=self.reg, num_iters=self.num_iters,
                                 ot_weight=self.ot_weight, tv_weight=self.tv_weight,
                                 count_weight=self.count_weight, method=self.sinkhorn_method)
@@ -252,6 +248,6 @@ class UOTLoss(_CountingLoss):
         self.cost_power = float(cost_power)
         self.max_iter = int(max_iter)
 
-    def image_loss(self, b, density, points, kernel, target, stride):
+    def image_loss(self, b, density, points, kernel, target, stride, image_shape):
         return uot_loss(density, points, stride, target=target, eps=self.eps, tau=self.tau,
                         cost_power=self.cost_power, max_iter=self.max_iter)
