@@ -74,28 +74,23 @@ def hook_settings(cfg) -> dict:
     return {}
 
 
-def precompute(cfg, workers: int) -> None:
-    """Fit and cache the Gaussians of the training images that are not cached yet."""
-    from gst_mm.engine import precompute_dataset
+def precompute(cfg, workers: int) -> Optional[str]:
+    """Fit and cache the Gaussians of the training images that are not cached yet.
+
+    Returns the cache directory (``None`` when the config fits nothing)."""
+    from gst_mm.engine import dataset_cache_dir, precompute_dataset
     from gst_mm.registry import DATASETS
 
     hook = hook_settings(cfg)
     if not hook:
         print('config has no GSTPrecomputeHook: nothing to fit')
-        return
+        return None
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
-    summary = precompute_dataset(dataset, cache_dir_of(cfg), fit_cfg=hook.get('fit_cfg'),
+    cache_dir = dataset_cache_dir(dataset, hook.get('cache_dir'), hook.get('data_root'))
+    summary = precompute_dataset(dataset, cache_dir, fit_cfg=hook.get('fit_cfg'),
                                  data_root=hook.get('data_root'), workers=workers, progress=True)
-    print(f'Gaussian cache {osp.abspath(cache_dir_of(cfg))}: {summary}')
-
-
-def cache_dir_of(cfg) -> str:
-    """The Gaussian cache of the config's training set (the hook's, else the default)."""
-    from gst_mm.splatting import default_cache_dir
-
-    hook = hook_settings(cfg)
-    return hook.get('cache_dir') or default_cache_dir(
-        hook.get('data_root') or cfg.train_dataloader.dataset.data_root)
+    print(f'Gaussian cache {osp.abspath(cache_dir)}: {summary}')
+    return cache_dir
 
 
 def predict_sample(runner, index: int = 0):
@@ -184,7 +179,7 @@ def main(argv=None) -> None:
 
     say('2/5', 'fitting the GST Gaussians of the training images (2D Gaussian splatting)')
     t = time.time()
-    precompute(cfg, args.workers)
+    cache_dir = precompute(cfg, args.workers)
     fit_s = time.time() - t
 
     say('3/5', f'training {osp.basename(args.config)} on CPU '
@@ -203,7 +198,7 @@ def main(argv=None) -> None:
 
     summary = dict(
         data=osp.abspath(data_root),
-        gaussian_cache=osp.abspath(cache_dir_of(cfg)),
+        gaussian_cache=osp.abspath(cache_dir) if cache_dir else None,
         work_dir=osp.abspath(args.work_dir),
         log_dir=osp.abspath(osp.join(args.work_dir, runner.timestamp)),
         figure=osp.abspath(figure),

@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from gst_mm.splatting import GaussianCache, GaussianSample, default_cache_dir, fit_missing
+from gst_mm.splatting import GaussianCache, GaussianSample, fit_missing
 
 HOOK_TYPES = ('GSTPrecomputeHook', 'gst_mm.GSTPrecomputeHook')
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff')
@@ -104,7 +104,7 @@ def plain_path_samples(img_dir: str, ann_dir: str) -> List[GaussianSample]:
 def run_config(args) -> int:
     from mmengine.config import Config
 
-    from gst_mm.engine import precompute_dataset
+    from gst_mm.engine import dataset_cache_dir, precompute_dataset
     from gst_mm.registry import DATASETS
     from gst_mm.utils import register_all_modules
 
@@ -127,8 +127,7 @@ def run_config(args) -> int:
             print(f'[precompute] {args.config} has no {split}_dataloader; skipped')
             continue
         dataset = DATASETS.build(loader_cfg['dataset'])
-        data_root = hook.get('data_root') or getattr(dataset, 'data_root', None)
-        split_cache = cache_dir or default_cache_dir(data_root)
+        split_cache = dataset_cache_dir(dataset, cache_dir, hook.get('data_root'))
         print(f'[precompute] {split} set: {len(dataset)} samples -> {split_cache} '
               f'(shard {args.shard[0]}/{args.shard[1]})')
         summary = precompute_dataset(dataset, split_cache, fit_cfg=fit_cfg,

@@ -65,11 +65,10 @@ def collect_gaussian_samples(dataset) -> Tuple[List[GaussianSample], Optional[st
         the data set's ``data_root`` (cache keys are relative to it).
     """
     grouped: 'OrderedDict[str, List[np.ndarray]]' = OrderedDict()
-    data_root = None
+    data_root = dataset_data_root(dataset)
     for leaf in _unwrap(dataset):
         if hasattr(leaf, 'full_init'):
             leaf.full_init()
-        data_root = data_root or getattr(leaf, 'data_root', None)
         # data_list is emptied when a data set serialises it: read through get_data_info
         for idx in range(len(leaf)):
             info = leaf.get_data_info(idx)
@@ -81,6 +80,23 @@ def collect_gaussian_samples(dataset) -> Tuple[List[GaussianSample], Optional[st
         points = np.concatenate(parts, axis=0) if parts else np.zeros((0, 2), np.float32)
         samples.append(GaussianSample(key=key, img_path=img_path, points=points))
     return samples, data_root
+
+
+def dataset_data_root(dataset) -> Optional[str]:
+    """``data_root`` of a data set (of its first leaf with one, through wrappers)."""
+    for leaf in _unwrap(dataset):
+        root = getattr(leaf, 'data_root', None)
+        if root:
+            return root
+    return None
+
+
+def dataset_cache_dir(dataset, cache_dir: Optional[str] = None,
+                      data_root: Optional[str] = None) -> str:
+    """The Gaussian cache of ``dataset``: ``cache_dir`` when given, else
+    ``<data_root>/gst_cache`` with ``data_root`` defaulting to the data set's own (the
+    folder ``LoadCrowdGaussians`` reads by default)."""
+    return cache_dir or default_cache_dir(data_root or dataset_data_root(dataset))
 
 
 def precompute_dataset(dataset,
@@ -105,6 +121,6 @@ def precompute_dataset(dataset,
     """
     samples, ds_root = collect_gaussian_samples(dataset)
     root = data_root or ds_root
-    cache = GaussianCache(cache_dir or default_cache_dir(root), data_root=root)
+    cache = GaussianCache(dataset_cache_dir(dataset, cache_dir, root), data_root=root)
     return fit_missing(samples, cache, dict(fit_cfg or {}), workers=workers, shard=shard,
                        progress=progress)

@@ -9,9 +9,8 @@ from mmengine.logging import print_log
 from mmengine.runner import BaseLoop
 
 from gst_mm.registry import HOOKS
-from gst_mm.splatting import default_cache_dir
 
-from ..precompute import precompute_dataset
+from ..precompute import dataset_cache_dir, precompute_dataset
 
 
 @HOOKS.register_module()
@@ -72,8 +71,7 @@ class GSTPrecomputeHook(Hook):
             dataset = self._dataset_of(runner, split)
             if dataset is None:
                 continue
-            cache_dir = self.cache_dir or default_cache_dir(
-                self.data_root or getattr(dataset, 'data_root', None))
+            cache_dir = dataset_cache_dir(dataset, self.cache_dir, self.data_root)
             print_log(f'GSTPrecomputeHook: checking Gaussian cache of the {split} set '
                       f'in {cache_dir}', logger='current')
             summary = precompute_dataset(
