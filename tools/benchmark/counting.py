@@ -183,7 +183,7 @@ def step_time_sweep(base_cfg, points_per_crop: Sequence[int], reps: int = 8) -> 
 
 
 def _init_worker(threads: int) -> None:
-    """Set up a ``--jobs`` worker process like the main one."""
+    """Set up this process (the main one or a ``--jobs`` worker) for training runs."""
     os.chdir(ROOT)
     import torch
 
@@ -287,17 +287,9 @@ def write_doc(result: Dict, path: str) -> None:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    os.chdir(ROOT)
-    import torch
-
-    torch.set_num_threads(args.threads)
+    _init_worker(args.threads)
     from mmengine.config import Config
 
-    import gst_mm  # noqa: F401
-    from gst_mm.utils import register_all_modules
-
-    register_all_modules()
-    _register_step_timer()
     sys.path.insert(0, osp.join(ROOT, 'tools'))
     from demo import ensure_dataset, precompute
 
