@@ -627,9 +627,18 @@ def _any_covariances(out_root: str, results: Sequence[SampleResult]) -> bool:
 # ----------------------------------------------------------------------------
 # command line (shared by tools/dataset_converters/*.py)
 # ----------------------------------------------------------------------------
+CONVERTER_EPILOG = """\
+Points are cleaned (clipped onto the image within --tolerance px, dropped further out,
+with a warning naming the file), images resized so the short side is in
+[--min-short, --max-short] (default [512, 2048]) with points and covariances scaled,
+split files (train.txt / val.txt / test.txt) and conversion_report.json written
+(docs/datasets.md). Exit code 0 when at least one image was converted."""
+
+
 def build_parser(description: str, has_val_split: bool) -> argparse.ArgumentParser:
-    """The common options of every converter command line."""
-    p = argparse.ArgumentParser(description=description,
+    """The common options of every converter command line (``description``: the
+    converter's own docstring; the common behaviour is the epilog)."""
+    p = argparse.ArgumentParser(description=description, epilog=CONVERTER_EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('src_root', help='folder of the downloaded data set')
     p.add_argument('out_root', help='output folder (gst_mm crowd layout, docs/datasets.md)')

@@ -242,7 +242,9 @@ def write_doc(result: Dict, path: str) -> None:
         '',
         f'`tools/benchmark/counting.py`: {result["machine"]}, torch threads = '
         f'{result["threads"]} per run, {result.get("jobs", 1)} run(s) at a time; '
-        'narrow VGG-19 (`gst_vgg19_synthetic.py`), '
+        'narrow VGG-19 (`gst_vgg19_synthetic.py`, '
+        f'{result.get("crop_size", "?")} px crops), data set '
+        f'`{json.dumps(result.get("synthetic_data", {}))}`, '
         f'{result["iters"]} steps of batch {result["batch_size"]} per run, seeds '
         f'{result["seeds"]}; test MAE/MSE averaged over seeds; step = forward + loss + '
         'backward + update (median), data = wait for the next batch (median; the GST '
@@ -345,6 +347,7 @@ def main(argv=None) -> None:
         threads=args.threads, jobs=args.jobs, iters=args.iters, seeds=args.seeds,
         batch_size=int(base.train_dataloader.batch_size),
         crop_size=int(base.crop_size),
+        synthetic_data=dict(base.get('synthetic_data', None) or {}),
         timing_iters=args.timing_iters, reused_runs=args.reuse_runs,
         summary=summary, checks=ratios_and_targets(summary), runs=runs, timing=timing,
         sweep=sweep,

@@ -4,11 +4,6 @@
 Usage: python tools/dataset_converters/ucf_qnrf.py data/raw/UCF-QNRF_ECCV18 data/ucf_qnrf
 Source: {Train,Test}/img_XXXX.jpg + img_XXXX_ann.mat (annPoints (N, 2));
 --val-fraction of train becomes val.
-Thin wrapper around ``gst_mm.datasets.converters.converter_main``: points are
-cleaned (clipped within --tolerance px, dropped further out, with a warning naming
-the file), images resized so the short side is in [--min-short, --max-short]
-(default [512, 2048]) with points and covariances scaled, split files and
-conversion_report.json written. Exit code 0 when at least one image converted.
 """
 import os.path as osp
 import sys
