@@ -52,8 +52,8 @@ def parse_args(argv=None):
                    help='after the accuracy runs, time each method alone on the machine '
                    'for this many steps (seed 0; 0: use the accuracy runs\' step times)')
     p.add_argument('--reuse-runs', default=None, metavar='JSON',
-                   help='take the accuracy runs from an earlier result of this tool '
-                   '(its JSON line) instead of training them again')
+                   help='take the accuracy runs (method, seed) that an earlier result of '
+                   'this tool (its JSON line, same --iters) has, and train only the missing ones')
     p.add_argument('--sweep', type=int, nargs='*', default=[16, 64, 256, 1024],
                    metavar='N', help='also time one training step vs N points per crop '
                    '(GST, L2, DM-Count); give no value to skip')
@@ -253,7 +253,8 @@ def write_doc(result: Dict, path: str) -> None:
            f'({result["timing_iters"]} steps, seed 0; its data worker has the other core); '
            '"2 jobs" is the median of the accuracy runs, two of which trained at a time.'
            if result.get('timing') else '"s / step" is the median of the accuracy runs.')
-        + (f' Accuracy runs reused from {result["reused_runs"]}.'
+        + (f' Accuracy runs found in {result["reused_runs"]} (same tool, config, steps '
+           'and seed) were reused, the others trained here.'
            if result.get('reused_runs') else ''),
         '',
         '| method | test MAE (mean) | MAE per seed | test MSE | s / step | s / step (2 jobs) '
@@ -317,9 +318,10 @@ def main(argv=None) -> None:
                              f'not {args.iters}')
         runs += [r for r in earlier['runs']
                  if r['method'] in args.methods and r['seed'] in args.seeds]
-        jobs = []
+        have = {(r['method'], r['seed']) for r in runs}
+        jobs = [job for job in jobs if (job[0], job[1]) not in have]
         print(f'[bench] reusing {len(runs)} accuracy runs of {args.reuse_runs} '
-              f'({earlier["date"]})', file=sys.stderr)
+              f'({earlier["date"]}); training the {len(jobs)} missing', file=sys.stderr)
     if args.jobs > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
