@@ -32,3 +32,11 @@ def mpii(mpii_sample_dir, tmp_path_factory):
     headbox = write_headboxes(ann, str(tmp / 'headboxes.mat'))
     return dict(data_root=mpii_sample_dir + '/', ann_file='annotations/mpii_sample.json',
                 img_prefix='images/', headbox_file=headbox, tmp=str(tmp))
+
+
+@pytest.fixture(scope='session')
+def registered():
+    """gst_mm and MMPose components registered (no data needed)."""
+    from gst_mm.utils import register_all_modules
+    register_all_modules(init_default_scope=True)
+    return True

@@ -52,7 +52,7 @@ def _direct_loss(heat, samples, nonneg):
 
 
 @pytest.mark.parametrize('nonneg,mse_weight', [('relu', 0.0), ('abs', 0.0), ('relu', 0.5)])
-def test_loss_and_gradient_match_direct_computation(mpii, nonneg, mse_weight):
+def test_loss_and_gradient_match_direct_computation(registered, nonneg, mse_weight):
     torch.manual_seed(0)
     head = _head(nonneg=nonneg, mse_weight=mse_weight).double()
     # large final-layer weights so heatmaps have both signs and O(1) mass
@@ -76,7 +76,7 @@ def test_loss_and_gradient_match_direct_computation(mpii, nonneg, mse_weight):
     assert torch.allclose(g_head, g_ref, rtol=1e-8, atol=1e-14)
 
 
-def test_loss_finite_difference(mpii):
+def test_loss_finite_difference(registered):
     """Directional derivative of loss_kpt w.r.t. the final conv weight."""
     torch.manual_seed(1)
     head = _head(nonneg='abs').double()
@@ -98,7 +98,7 @@ def test_loss_finite_difference(mpii):
     assert torch.allclose(fd, (grad * direction).sum(), rtol=1e-5)
 
 
-def test_missing_kernels_name_the_fix(mpii):
+def test_missing_kernels_name_the_fix(registered):
     head = _head()
     samples = _samples(1)
     del samples[0].gt_fields.gst_kernels
