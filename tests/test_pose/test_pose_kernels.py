@@ -1,7 +1,12 @@
 """LoadPoseTransportKernel: kernels follow MMPose's flip + bbox transform + affine.
 
 The cache holds synthetic anisotropic Gaussians pinned at every visible joint of
-the sample (independent of the fit), so the geometry is tested exactly.
+the sample (independent of the fit), so the geometry is tested exactly. Like a
+real pose cache it stores the means in the splatting convention, at MMPose
+keypoint + 0.5 px (written here by hand, not through the precompute code), and
+the pipeline matches them with ``match_tol`` = 0.25 px: a missing, doubled or
+negated shift on either side (precompute +0.5, transform -0.5) moves a match by
+>= 0.7 px and fails these tests.
 """
 import copy
 import os.path as osp
@@ -14,6 +19,10 @@ import torch
 from gst_mm.datasets.transforms.pose_transforms import KERNEL_KEY, LoadPoseTransportKernel
 
 STRIDE = 4
+#: the pose cache convention: cached mean = MMPose keypoint (pixel index) + 0.5 px
+SHIFT = 0.5
+#: tight matching, so that a pixel-convention error cannot hide inside it
+MATCH_TOL = 0.25
 CODEC = dict(type='MSRAHeatmap', input_size=(256, 256), heatmap_size=(64, 64), sigma=2)
 
 
@@ -27,7 +36,7 @@ def _pipeline(cache_dir, data_root, flip_prob=1.0, rotate=True):
         dict(type='TopdownAffine', input_size=CODEC['input_size']),
         dict(type='GenerateTarget', encoder=CODEC),
         dict(type='gst_mm.LoadPoseTransportKernel', cache_dir=cache_dir,
-             data_root=data_root, stride=STRIDE),
+             data_root=data_root, stride=STRIDE, match_tol=MATCH_TOL),
         dict(type='PackPoseInputs', pack_transformed=True),
     ]
 
@@ -40,7 +49,8 @@ def _dataset(mpii, pipeline):
 
 @pytest.fixture(scope='module')
 def synthetic_cache(mpii, tmp_path_factory):
-    """A Gaussian cache with random anisotropic Gaussians at all visible joints."""
+    """A Gaussian cache with random anisotropic Gaussians at all visible joints
+    (means at keypoint + 0.5 px, the precompute's convention)."""
     from gst_mm.splatting import GaussianCache, Gaussians2D
     cache_dir = str(tmp_path_factory.mktemp('gst_cache'))
     ds = _dataset(mpii, [])
@@ -54,9 +64,9 @@ def synthetic_cache(mpii, tmp_path_factory):
         n = len(points)
         scales = rng.uniform(6.0, 25.0, size=(n, 2))
         angles = rng.uniform(0, np.pi, size=n)
-        g = Gaussians2D.from_scales_angles(points, scales, angles)
+        g = Gaussians2D.from_scales_angles(points + SHIFT, scales, angles)
         h, w = cv2.imread(info['img_path']).shape[:2]
-        cache.save(info['img_path'], g, points=points, image_size=(h, w))
+        cache.save(info['img_path'], g, points=points + SHIFT, image_size=(h, w))
     return cache_dir, data_root, cache
 
 
@@ -112,7 +122,7 @@ def test_kernels_follow_flip_bbox_transform_and_affine(mpii, synthetic_cache, se
         means = gauss.means.numpy()
         cov = []
         for p in orig[use]:
-            n = np.argmin(((means - p) ** 2).sum(1))
+            n = np.argmin(((means - SHIFT - p) ** 2).sum(1))
             cov.append(m[:, :2] @ gauss.covariances.numpy()[n] @ m[:, :2].T)
         ref = point_kernels(torch.as_tensor(tk[use] + STRIDE / 2, dtype=torch.float32),
                             torch.as_tensor(np.stack(cov), dtype=torch.float32),
@@ -181,3 +191,54 @@ def test_stale_cache_and_misplaced_transform_raise(mpii, synthetic_cache, tmp_pa
     t = LoadPoseTransportKernel(str(tmp_path), data_root=data_root)
     with pytest.raises(KeyError, match='TopdownAffine'):
         t(dict(info))
+
+
+def test_precompute_pins_means_at_keypoints_plus_half(mpii, tmp_path):
+    """The precompute side of the convention: the points fitted for an MPII image
+    are its visible MMPose keypoints + 0.5 px (exactly, float32), the fitted
+    means are those points, and the transform accepts them under MATCH_TOL."""
+    from gst_mm.engine import collect_gaussian_samples
+    from gst_mm.splatting import GaussianCache
+
+    ds = _dataset(mpii, [])
+    samples, _ = collect_gaussian_samples(ds)
+    by_path = {s.img_path: s for s in samples}
+    for i in range(len(ds)):  # one instance per image in the sample
+        info = ds.get_data_info(i)
+        vis = np.asarray(info['keypoints_visible']).reshape(-1) > 0
+        kpts = np.asarray(info['keypoints'], np.float64).reshape(-1, 2)[vis]
+        np.testing.assert_array_equal(by_path[info['img_path']].points,
+                                      (kpts + 0.5).astype(np.float32))
+
+    # a real (2-iteration) fit of the first image: means stay pinned at the points
+    from gst_mm.splatting import fit_missing
+    first = samples[0]
+    assert first.img_path == ds.get_data_info(0)['img_path']
+    cache_dir = str(tmp_path / 'fit_cache')
+    cache = GaussianCache(cache_dir, data_root=mpii['data_root'])
+    summary = fit_missing([first], cache, dict(iterations=2), progress=False)
+    assert summary.ok and summary.fitted == [first.key], summary
+    fitted = cache.load(first.img_path, first.points)
+    np.testing.assert_allclose(fitted.means.numpy(), first.points, atol=1e-5)
+    ds = _dataset(mpii, _pipeline(cache_dir, mpii['data_root'], flip_prob=0.0, rotate=False))
+    kern = ds[0]['data_samples'].gt_fields.get(KERNEL_KEY).numpy()
+    assert kern.reshape(16, -1).max(1).max() > 0.5
+
+
+@pytest.mark.parametrize('shift', [0.0, 2 * SHIFT, -SHIFT])
+def test_cache_in_another_pixel_convention_is_rejected(mpii, synthetic_cache, tmp_path, shift):
+    """Means cached without the +0.5, with it doubled or negated are >= 0.7 px off
+    what the transform expects and are reported as a stale cache."""
+    from gst_mm.splatting import GaussianCache, GaussianCacheError, Gaussians2D
+    _, data_root, cache = synthetic_cache
+    raw = _dataset(mpii, [])
+    info = raw.get_data_info(0)
+    wrong = GaussianCache(str(tmp_path), data_root=data_root)
+    g = cache.load(info['img_path'])
+    moved = g.means - SHIFT + shift
+    h, w = cv2.imread(info['img_path']).shape[:2]
+    wrong.save(info['img_path'], Gaussians2D(moved, g.covariances), points=moved.numpy(),
+               image_size=(h, w))
+    ds = _dataset(mpii, _pipeline(str(tmp_path), data_root, flip_prob=0.0, rotate=False))
+    with pytest.raises(GaussianCacheError, match='stale'):
+        ds.pipeline(copy.deepcopy(info))
