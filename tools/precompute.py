@@ -102,16 +102,14 @@ def plain_path_samples(img_dir: str, ann_dir: str) -> List[GaussianSample]:
 
 
 def run_config(args) -> int:
-    from mmengine.config import Config
-
     from gst_mm.engine import dataset_cache_dir, precompute_dataset
     from gst_mm.registry import DATASETS
     from gst_mm.utils import register_all_modules
+    from gst_mm.utils.config import load_run_config
 
     register_all_modules()
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    # --cfg-options data_root=... moves every path under the old data_root (load_run_config)
+    cfg = load_run_config(args.config, args.cfg_options)
     hook = find_hook_cfg(cfg)
     # default: each data set's <data_root>/gst_cache (where the hook and the transform look)
     cache_dir = args.cache_dir or hook.get('cache_dir') or cfg.get('gaussian_cache_dir')

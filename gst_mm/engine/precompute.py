@@ -12,6 +12,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from gst_mm.splatting import (
+    CacheKeyError,
     GaussianCache,
     GaussianSample,
     PrecomputeSummary,
@@ -99,6 +100,29 @@ def dataset_cache_dir(dataset, cache_dir: Optional[str] = None,
     return cache_dir or default_cache_dir(data_root or dataset_data_root(dataset))
 
 
+def check_under_root(samples: List[GaussianSample], data_root: str,
+                     dataset_root: Optional[str] = None) -> None:
+    """Raise a one-line :class:`gst_mm.splatting.CacheKeyError` when an image of
+    ``samples`` lies outside ``data_root`` (the cache keys' root), naming both roots.
+
+    Catches, before any fitting, a data set moved without its cache settings
+    (e.g. ``train_dataloader.dataset.data_root`` overridden alone while
+    ``gaussian_data_root`` still names the old place), which would otherwise key
+    the cache by absolute paths somewhere else.
+    """
+    root = osp.abspath(str(data_root))
+    for s in samples:
+        rel = osp.relpath(osp.abspath(s.img_path), root)
+        if rel == osp.pardir or rel.startswith(osp.pardir + osp.sep):
+            where = f" (the data set's data_root is {dataset_root!r})" if dataset_root else ''
+            raise CacheKeyError(
+                f'image {s.img_path} is outside the Gaussian cache\'s data_root '
+                f'{data_root!r}{where}; cache keys are image paths relative to it: set '
+                'gaussian_data_root (hook and LoadPoseTransportKernel data_root) to the '
+                "data set's data_root, or move every path at once with "
+                '--cfg-options data_root=...')
+
+
 def precompute_dataset(dataset,
                        cache_dir: Optional[str] = None,
                        fit_cfg: Optional[Dict] = None,
@@ -122,5 +146,7 @@ def precompute_dataset(dataset,
     samples, ds_root = collect_gaussian_samples(dataset)
     root = data_root or ds_root
     cache = GaussianCache(dataset_cache_dir(dataset, cache_dir, root), data_root=root)
+    if root:
+        check_under_root(samples, root, ds_root)
     return fit_missing(samples, cache, dict(fit_cfg or {}), workers=workers, shard=shard,
                        progress=progress)

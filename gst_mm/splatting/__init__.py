@@ -6,7 +6,7 @@
 * :class:`GaussianCache` — one atomic HDF5 file per image; :func:`fit_missing` fits
   the images without a valid cache.
 """
-from .cache import GaussianCache, GaussianCacheError, default_cache_dir
+from .cache import CacheKeyError, GaussianCache, GaussianCacheError, default_cache_dir
 from .fit import FitInfo, fit_gaussians, read_image
 from .gaussians import Gaussians2D
 from .precompute import GaussianSample, PrecomputeSummary, fit_missing
@@ -15,5 +15,5 @@ from .render import render
 __all__ = [
     'Gaussians2D', 'render', 'fit_gaussians', 'FitInfo', 'read_image', 'GaussianCache',
     'GaussianCacheError', 'GaussianSample', 'fit_missing', 'PrecomputeSummary',
-    'default_cache_dir',
+    'default_cache_dir', 'CacheKeyError',
 ]

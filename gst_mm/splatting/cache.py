@@ -42,6 +42,14 @@ def points_sha1(points: Optional[np.ndarray]) -> str:
     return hashlib.sha1(arr.tobytes()).hexdigest()
 
 
+class CacheKeyError(ValueError):
+    """An image lies outside the cache's ``data_root``: no relative key exists.
+
+    A configuration error (not a missing or stale entry), so it is never
+    swallowed by :meth:`GaussianCache.check` and stops a precompute run before
+    any fitting."""
+
+
 #: name of the Gaussian cache folder inside a data set's root (the default cache)
 CACHE_DIRNAME = 'gst_cache'
 
@@ -61,8 +69,12 @@ class GaussianCache:
     Args:
         root: cache directory.
         data_root: when given, an image's key is its path relative to ``data_root``
-            (``root/<relative path>.h5``); otherwise (or for images outside
-            ``data_root``) the absolute path is mirrored under ``root``.
+            (``root/<relative path>.h5``, portable: the data set and its cache can
+            move together) and an image outside ``data_root`` is an error
+            (:class:`CacheKeyError`: the cache would otherwise be keyed by absolute
+            paths, typically because a data set's ``data_root`` was changed without
+            the cache's). Without ``data_root`` the absolute image path is
+            mirrored under ``root``.
     """
 
     def __init__(self, root: str, data_root: Optional[str] = None) -> None:
@@ -76,11 +88,16 @@ class GaussianCache:
     def key(self, img_path: str) -> str:
         """Relative cache key of an image (``'a/b.jpg'``)."""
         path = osp.abspath(str(img_path))
-        if self.data_root is not None:
-            rel = osp.relpath(path, self.data_root)
-            if not rel.startswith('..'):
-                return rel
-        return path.lstrip(os.sep)
+        if self.data_root is None:
+            return path.lstrip(os.sep)
+        rel = osp.relpath(path, self.data_root)
+        if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+            raise CacheKeyError(
+                f'{img_path} is not under the Gaussian cache\'s data_root {self.data_root} '
+                '(cache keys are image paths relative to it): the data set\'s data_root and '
+                'gaussian_data_root disagree; set both, or move every path at once with '
+                '--cfg-options data_root=...')
+        return rel
 
     def path_for(self, img_path: str) -> str:
         """Cache file of an image: ``root/<key>.h5``."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import os.path as osp
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from mmengine.config import Config, DictAction
 
@@ -23,10 +23,81 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
+def map_strings(cfg: Config, fn: Callable[[str], str]) -> int:
+    """Apply ``fn`` in place to every string value of ``cfg`` (through dicts,
+    lists and tuples; keys untouched). Returns how many values ``fn`` changed."""
+    count = 0
+
+    def visit(value: Any) -> Any:
+        nonlocal count
+        if isinstance(value, str):
+            out = fn(value)
+            count += out != value
+            return out
+        if isinstance(value, dict):
+            for key in list(value.keys()):
+                value[key] = visit(value[key])
+            return value
+        if isinstance(value, list):
+            return [visit(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(visit(v) for v in value)
+        return value
+
+    visit(cfg._cfg_dict)
+    return count
+
+
+def rebase_paths(cfg: Config, old_root: str, new_root: str) -> int:
+    """Rewrite, in place, every string value of ``cfg`` that is ``old_root`` or a
+    path under it (``old_root`` + ``/`` + rest) to the same path under ``new_root``.
+
+    Matching is on whole path components (``data/mpii/`` rebases
+    ``data/mpii/images/`` but not ``data/mpii_extra/``); a trailing ``/`` of
+    either root is ignored, the rest of each path is kept as written.
+
+    Returns:
+        the number of values rewritten.
+    """
+    old = str(old_root).rstrip('/')
+    new = str(new_root).rstrip('/')
+    if not old:
+        return 0
+
+    def rebase(value: str) -> str:
+        if value == old or value.startswith(old + '/'):
+            return new + value[len(old):]
+        return value
+
+    return map_strings(cfg, rebase)
+
+
+def replace_strings(cfg: Config, old: str, new: str) -> int:
+    """Replace, in place, every string value of ``cfg`` equal to ``old`` by ``new``.
+    Returns the number of values replaced."""
+    return map_strings(cfg, lambda value: new if value == old else value)
+
+
 def load_run_config(config: str, cfg_options: Optional[dict] = None,
                     work_dir: Optional[str] = None, launcher: str = 'none',
                     local_rank: int = 0) -> Config:
     """Read ``config``, apply ``--cfg-options``, set the launcher and work dir.
+
+    **One-override data root.** MMEngine resolves config variables when the file
+    is parsed, so overriding the top-level ``data_root`` alone would leave every
+    path built from it (the data sets' ``data_root``, ``headbox_file``,
+    ``gaussian_data_root``, ``gaussian_cache_dir``, the GST transform and hook
+    arguments, ...) pointing at the old place. When ``cfg_options`` sets the
+    top-level ``data_root`` and the config has a string ``data_root``, every
+    string value of the config equal to the old ``data_root`` or a path under it
+    is first rebased onto the new one (:func:`rebase_paths`), then the options
+    are merged, so options that name a dependent path explicitly still win.
+    Example: ``tools/train.py CFG --cfg-options data_root=/data/mpii/`` turns
+    ``data/mpii/annotations/mpii_gt_val.mat`` into
+    ``/data/mpii/annotations/mpii_gt_val.mat``. Paths that do not start with the
+    old ``data_root`` (e.g. a cache directory given elsewhere) stay as they are.
+    Likewise, an override of the top-level ``gaussian_cache_dir`` replaces every
+    string equal to its old value (the transform's and the hook's ``cache_dir``).
 
     The work dir defaults to ``./work_dirs/<config name>`` (OpenMMLab convention).
 
@@ -38,6 +109,14 @@ def load_run_config(config: str, cfg_options: Optional[dict] = None,
     os.environ.setdefault('LOCAL_RANK', str(local_rank))
     cfg = Config.fromfile(config)
     if cfg_options:
+        old_root = cfg.get('data_root', None)
+        new_root = cfg_options.get('data_root', None)
+        if isinstance(old_root, str) and isinstance(new_root, str) and old_root:
+            rebase_paths(cfg, old_root, new_root)
+        old_cache = cfg.get('gaussian_cache_dir', None)
+        new_cache = cfg_options.get('gaussian_cache_dir', None)
+        if isinstance(old_cache, str) and isinstance(new_cache, str) and old_cache:
+            replace_strings(cfg, old_cache, new_cache)
         cfg.merge_from_dict(cfg_options)
     cfg.launcher = launcher
     if work_dir is not None:
