@@ -1,12 +1,17 @@
-"""Turn an MMPose top-down heatmap config into its GST version.
+"""Turn an MMPose top-down heatmap config into its GST (or OT-baseline) version.
 
-    python tools/gstify_config.py SRC_CONFIG OUT_CONFIG [--cache-dir DIR]
-        [--fit-iterations 1000] [--mse-weight 0] [--nonneg relu] [--force]
+    python tools/gstify_config.py SRC_CONFIG OUT_CONFIG [--loss {gst,ot}]
+        [--cache-dir DIR] [--fit-iterations 1000] [--mse-weight 0]
+        [--nonneg MODE] [--force]
 
 ``SRC_CONFIG`` is a config file or an MMPose package config
 (``mmpose::body_2d_keypoint/topdown_heatmap/mpii/td-hm_res50_8xb64-210e_mpii-256x256.py``).
 ``OUT_CONFIG`` is a small config that inherits ``SRC_CONFIG`` through ``_base_``
-and changes only what GST needs:
+(``mmpose::...`` for a package config, also when given as a file inside the
+installed mmpose package; otherwise the source's absolute path, so the output
+works from any directory) and changes only what the method needs.
+
+``--loss gst`` (default):
 
 * ``model.head.type``: ``HeatmapHead`` -> ``gst_mm.GSTHeatmapHead`` (same
   forward / decode / flip test; per-joint transport loss, method.md 5);
@@ -14,10 +19,16 @@ and changes only what GST needs:
   ``TopdownAffine`` and ``GenerateTarget``, right before ``PackPoseInputs``;
 * ``custom_hooks``: ``gst_mm.GSTPrecomputeHook`` fits the missing Gaussians of
   the training images before the run (``fit_cfg=dict(iterations=1000)``);
-* ``custom_imports`` of gst_mm, and ``gaussian_cache_dir`` named once.
+* ``custom_imports`` of gst_mm, ``data_root`` restated and ``gaussian_cache_dir`` /
+  ``gaussian_data_root`` named once, under it.
+
+``--loss ot``: the OT baseline (HDM-HPE-style distribution matching): MMPose's
+``HeatmapHead`` stays, only its loss becomes ``gst_mm.HeatmapOTLoss``; no kernel
+transform, no hook, no cache.
 
 Every other setting (backbone, codec, schedule, evaluator, default scope) is
-the source config's.
+the source config's. Unsupported sources (multi-stage heads such as CPMHead,
+UDP codecs, ...) are refused with one line on stderr and exit code 2.
 """
 from __future__ import annotations
 
@@ -29,6 +40,46 @@ from typing import Any, Dict, List, Optional, Tuple
 
 HEAD_TYPES = ('HeatmapHead', 'mmpose.HeatmapHead')
 SUPPORTED_CODECS = ('MSRAHeatmap', 'mmpose.MSRAHeatmap')
+#: heads with one heatmap per stage (intermediate supervision)
+MULTI_STAGE_HEADS = ('CPMHead', 'MSPNHead', 'ViPNASHead')
+LOSSES = ('gst', 'ot')
+OT_LOSS = 'gst_mm.HeatmapOTLoss'
+
+
+class UnsupportedConfig(ValueError):
+    """The source config cannot be converted (the message names why)."""
+
+
+def nonneg_choices() -> Tuple[Tuple[str, ...], str]:
+    """``(modes, default)`` of ``GSTHeatmapHead``'s ``nonneg`` argument, read from
+    :mod:`gst_mm.models.heads.joint_transport` and the head's signature."""
+    import inspect
+
+    from gst_mm.models.heads.joint_transport import NONNEG_MODES
+    modes = tuple(NONNEG_MODES)
+    try:
+        from gst_mm.models.heads import GSTHeatmapHead
+        default = inspect.signature(GSTHeatmapHead.__init__).parameters['nonneg'].default
+    except (ImportError, KeyError):  # pragma: no cover - mmpose missing
+        from gst_mm.models.heads import joint_transport
+        default = getattr(joint_transport, 'DEFAULT_NONNEG', modes[0])
+    return modes, default
+
+
+def portable_base(src: str) -> str:
+    """``_base_`` entry for ``src``: ``mmpose::<path>`` when ``src`` is (a file of)
+    an installed MMPose package config, else the file's absolute path."""
+    if '::' in src:
+        return src
+    path = osp.realpath(src)
+    try:
+        import mmpose
+        root = osp.realpath(osp.join(osp.dirname(mmpose.__file__), '.mim', 'configs'))
+    except ImportError:  # pragma: no cover
+        root = None
+    if root and path.startswith(root + os.sep):
+        return 'mmpose::' + osp.relpath(path, root).replace(os.sep, '/')
+    return osp.abspath(src)
 
 
 def _type_of(step: Dict[str, Any]) -> str:
@@ -40,7 +91,7 @@ def _index(pipeline: List[Dict[str, Any]], name: str, src: str) -> int:
     for i, step in enumerate(pipeline):
         if _type_of(step) == name:
             return i
-    raise ValueError(f'{src}: the train pipeline has no {name} step; gstify_config.py '
+    raise UnsupportedConfig(f'{src}: the train pipeline has no {name} step; gstify_config.py '
                      'handles top-down heatmap pipelines (... TopdownAffine, '
                      'GenerateTarget, PackPoseInputs)')
 
@@ -48,14 +99,19 @@ def _index(pipeline: List[Dict[str, Any]], name: str, src: str) -> int:
 def heatmap_stride(encoder: Dict[str, Any], src: str) -> int:
     """Input pixels per heatmap cell of an ``MSRAHeatmap`` codec config."""
     if isinstance(encoder, (list, tuple)):
-        raise ValueError(f'{src}: GenerateTarget has several encoders; only one '
+        raise UnsupportedConfig(f'{src}: GenerateTarget has several encoders; only one '
                          'MSRAHeatmap codec is supported')
+    if 'UDP' in str(encoder.get('type')):
+        raise UnsupportedConfig(
+            f"{src}: codec {encoder.get('type')} (UDP) is not supported: GST kernels follow "
+            "MSRAHeatmap's pixel <-> cell mapping (cell = pixel / stride) and TopdownAffine's "
+            'non-UDP warp; use --loss ot, or an MSRAHeatmap config')
     if encoder.get('type') not in SUPPORTED_CODECS:
-        raise ValueError(f"{src}: codec {encoder.get('type')} is not supported (GST "
-                         'kernels follow MSRAHeatmap\'s pixel <-> cell mapping)')
+        raise UnsupportedConfig(f"{src}: codec {encoder.get('type')} is not supported (GST "
+                                "kernels follow MSRAHeatmap's pixel <-> cell mapping)")
     (iw, ih), (hw, hh) = encoder['input_size'], encoder['heatmap_size']
     if iw % hw or ih % hh or iw // hw != ih // hh:
-        raise ValueError(f'{src}: input_size {encoder["input_size"]} is not an integer '
+        raise UnsupportedConfig(f'{src}: input_size {encoder["input_size"]} is not an integer '
                          f'multiple of heatmap_size {encoder["heatmap_size"]} '
                          'with the same stride on both axes')
     return iw // hw
@@ -69,12 +125,13 @@ def gst_train_pipeline(pipeline: List[Dict[str, Any]], cache_dir: str,
     target = _index(pipeline, 'GenerateTarget', src)
     pack = _index(pipeline, 'PackPoseInputs', src)
     if not affine < target < pack:
-        raise ValueError(f'{src}: expected TopdownAffine, GenerateTarget, PackPoseInputs '
+        raise UnsupportedConfig(f'{src}: expected TopdownAffine, GenerateTarget, PackPoseInputs '
                          'in this order in the train pipeline')
     if pipeline[affine].get('use_udp', False):
-        raise ValueError(f'{src}: TopdownAffine(use_udp=True) is not supported')
+        raise UnsupportedConfig(f'{src}: TopdownAffine(use_udp=True) (UDP) is not supported: '
+                                'GST kernels follow the non-UDP warp and MSRAHeatmap cells')
     if any(_type_of(s) == 'LoadPoseTransportKernel' for s in pipeline):
-        raise ValueError(f'{src}: the train pipeline already has LoadPoseTransportKernel')
+        raise UnsupportedConfig(f'{src}: the train pipeline already has LoadPoseTransportKernel')
     step = dict(type='gst_mm.LoadPoseTransportKernel', cache_dir=cache_dir,
                 data_root=data_root, stride=stride)
     return [dict(s) for s in pipeline[:pack]] + [step] + [dict(s) for s in pipeline[pack:]]
@@ -93,34 +150,91 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _load(src: str):
+    from mmengine.config import Config
+    from mmengine.hub import get_config
+
+    if '::' not in src and not osp.isfile(src):
+        raise UnsupportedConfig(f'{src}: no such config file')
+    try:
+        return get_config(src) if '::' in src else Config.fromfile(src)
+    except (OSError, ImportError, SyntaxError, KeyError, ValueError) as e:
+        raise UnsupportedConfig(f'{src}: cannot read the config ({type(e).__name__}: {e})')
+
+
+def check_head(head: Optional[Dict[str, Any]], src: str) -> None:
+    """Refuse heads other than MMPose's single-stage ``HeatmapHead``."""
+    kind = None if head is None else head.get('type')
+    if kind in HEAD_TYPES:
+        return
+    name = str(kind).split('.')[-1]
+    if name in MULTI_STAGE_HEADS:
+        raise UnsupportedConfig(
+            f'{src}: model.head is {name}, a multi-stage head (one heatmap per stage, each '
+            'supervised): not supported, gstify_config.py converts single-stage HeatmapHead '
+            'models (docs/pose.md)')
+    raise UnsupportedConfig(f'{src}: model.head is {kind}; gstify_config.py converts top-down '
+                            'HeatmapHead models')
+
+
 def gstify(src: str,
            out: Optional[str] = None,
            cache_dir: Optional[str] = None,
            fit_iterations: int = 1000,
            mse_weight: float = 0.0,
-           nonneg: str = 'relu') -> str:
-    """Text of the GST config derived from ``src`` (see module docstring).
+           nonneg: Optional[str] = None,
+           loss: str = 'gst') -> str:
+    """Text of the GST (``loss='gst'``) or OT-baseline (``loss='ot'``) config
+    derived from ``src`` (see module docstring).
 
-    ``out`` is where the text will be written: a file ``src`` is then named
-    relative to it in ``_base_`` (MMEngine resolves ``_base_`` paths from the
-    config's own directory).
+    ``out`` (where the text will be written) is accepted for compatibility; the
+    ``_base_`` entry does not depend on it (:func:`portable_base`). ``nonneg``
+    defaults to ``GSTHeatmapHead``'s own default.
+
+    Raises:
+        UnsupportedConfig: naming what the source has that cannot be converted.
     """
-    from mmengine.config import Config
-    from mmengine.hub import get_config
-
-    cfg = get_config(src) if '::' in src else Config.fromfile(src)
+    if loss not in LOSSES:
+        raise UnsupportedConfig(f'--loss must be one of {LOSSES}, got {loss!r}')
+    cfg = _load(src)
+    if not hasattr(cfg, 'model') or not hasattr(cfg, 'train_dataloader'):
+        raise UnsupportedConfig(f'{src}: no model / train_dataloader (not a training config)')
     head = cfg.model.get('head', None)
-    if head is None or head.get('type') not in HEAD_TYPES:
-        raise ValueError(f"{src}: model.head is {None if head is None else head.get('type')}; "
-                         'gstify_config.py converts top-down HeatmapHead models')
+    check_head(head, src)
+    base = portable_base(src)
+    if loss == 'ot':
+        return '\n'.join([
+            f'"""OT-baseline version of {src}.',
+            '',
+            'Generated by tools/gstify_config.py --loss ot: the same model, data and',
+            "schedule; MMPose's HeatmapHead is trained with gst_mm.HeatmapOTLoss",
+            '(distribution matching between the predicted and the target heatmap by',
+            'entropic optimal transport, HDM-HPE-style) instead of KeypointMSELoss.',
+            '"""',
+            f'_base_ = [{base!r}]',
+            '',
+            "custom_imports = dict(imports=['gst_mm.models.losses'], allow_failed_imports=False)",
+            '',
+            f"model = dict(head=dict(loss=dict(_delete_=True, type={OT_LOSS!r})))",
+            '',
+        ])
+
+    modes, default_nonneg = nonneg_choices()
+    nonneg = default_nonneg if nonneg is None else nonneg
+    if nonneg not in modes:
+        raise UnsupportedConfig(f'--nonneg must be one of {modes}, got {nonneg!r}')
     dataset = cfg.train_dataloader.dataset
     if 'pipeline' not in dataset:
-        raise ValueError(f'{src}: train_dataloader.dataset has no pipeline (wrapped or '
-                         'combined data sets are not supported)')
+        raise UnsupportedConfig(f'{src}: train_dataloader.dataset has no pipeline (wrapped or '
+                                'combined data sets are not supported)')
     pipeline = _plain(dataset.pipeline)
     target = pipeline[_index(pipeline, 'GenerateTarget', src)]
     stride = heatmap_stride(target['encoder'], src)
     data_root = dataset.get('data_root', None)
+    top_root = cfg.get('data_root', None)
+    # restate data_root (the one value --cfg-options data_root=... replaces) when the
+    # base has none or the same one as its training set
+    restate = isinstance(data_root, str) and (top_root is None or top_root == data_root)
     if cache_dir is None:
         cache_dir = osp.join(data_root or '.', 'gst_cache')
     hooks = _plain(cfg.get('custom_hooks', None) or [])
@@ -134,10 +248,19 @@ def gstify(src: str,
                 data_root=_Name('gaussian_data_root'),
                 fit_cfg=dict(iterations=int(fit_iterations)), splits=('train', ))
 
-    base = src
-    if '::' not in src and out is not None:
-        base = osp.relpath(osp.abspath(src), osp.dirname(osp.abspath(out)))
-
+    paths = [
+        '# Paths. The data sets, headbox file and Gaussian cache all live under data_root:',
+        '# `--cfg-options data_root=/my/mpii/` (tools/train.py, test.py, precompute.py)',
+        '# moves every path that starts with it. Cache keys are image paths relative to',
+        "# gaussian_data_root, which must be the training set's data_root.",
+    ]
+    if restate:
+        paths += [f'data_root = {data_root!r}',
+                  f'gaussian_cache_dir = {cache_dir!r}',
+                  'gaussian_data_root = data_root']
+    else:
+        paths += [f'gaussian_cache_dir = {cache_dir!r}',
+                  f'gaussian_data_root = {data_root!r}']
     lines = [
         f'"""GST version of {src}.',
         '',
@@ -152,11 +275,7 @@ def gstify(src: str,
         "             'gst_mm.engine.hooks'],",
         '    allow_failed_imports=False)',
         '',
-        '# Gaussian cache: written by GSTPrecomputeHook / tools/precompute.py, read by the',
-        '# pipeline transform. Keys are image paths relative to gaussian_data_root, which',
-        "# must be the training set's data_root.",
-        f'gaussian_cache_dir = {cache_dir!r}',
-        f'gaussian_data_root = {data_root!r}',
+        *paths,
         '',
         'model = dict(',
         '    head=dict(',
@@ -206,35 +325,63 @@ class _Name:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    modes, default = nonneg_choices()
     parser = argparse.ArgumentParser(
-        description='Convert an MMPose top-down heatmap config into its GST version')
+        description='Convert an MMPose top-down heatmap config into its GST (or OT) version')
     parser.add_argument('src', help='source config: a file or mmpose::<path>')
-    parser.add_argument('out', help='GST config file to write')
+    parser.add_argument('out', help='config file to write')
+    parser.add_argument('--loss', default='gst', choices=LOSSES,
+                        help="gst: GSTHeatmapHead + kernel transform + precompute hook "
+                        "(default); ot: MMPose's HeatmapHead with gst_mm.HeatmapOTLoss")
     parser.add_argument('--cache-dir', help='Gaussian cache directory (default: '
                         '<train data_root>/gst_cache)')
     parser.add_argument('--fit-iterations', type=int, default=1000,
                         help='Gaussian fit iterations per image (method.md 5: 1000)')
     parser.add_argument('--mse-weight', type=float, default=0.0,
                         help='weight of the usual heatmap MSE term mixed into the loss')
-    parser.add_argument('--nonneg', default='relu', choices=['relu', 'abs', 'softplus'],
-                        help='how raw heatmaps are made non-negative for the transport loss')
+    parser.add_argument('--nonneg', default=default, choices=list(modes),
+                        help='how raw heatmaps become non-negative mass for the transport '
+                        f"loss (default: GSTHeatmapHead's, {default})")
     parser.add_argument('--force', action='store_true', help='overwrite OUT')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.loss == 'ot':
+        unused = [name for name, used in (('--cache-dir', args.cache_dir is not None),
+                                          ('--mse-weight', args.mse_weight != 0.0),
+                                          ('--fit-iterations', args.fit_iterations != 1000))
+                  if used]
+        if unused:
+            parser.error(f"{', '.join(unused)}: GST options, not used by --loss ot")
+    return args
+
+
+def _fail(message: str) -> None:
+    print(f'gstify_config.py: error: {message}', file=sys.stderr)
+    sys.exit(2)
 
 
 def main(argv=None) -> Tuple[str, str]:
+    """Write OUT; refusals and user errors: one line on stderr, exit code 2."""
     args = parse_args(argv)
     if osp.exists(args.out) and not args.force:
-        sys.exit(f'{args.out} exists (use --force to overwrite)')
-    text = gstify(args.src, args.out, cache_dir=args.cache_dir, fit_iterations=args.fit_iterations,
-                  mse_weight=args.mse_weight, nonneg=args.nonneg)
+        _fail(f'{args.out} exists (use --force to overwrite)')
+    try:
+        text = gstify(args.src, args.out, cache_dir=args.cache_dir,
+                      fit_iterations=args.fit_iterations, mse_weight=args.mse_weight,
+                      nonneg=args.nonneg, loss=args.loss)
+    except UnsupportedConfig as e:
+        _fail(' '.join(str(e).split()))
     compile(text, args.out, 'exec')  # the output must be valid Python
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    tmp = args.out + '.tmp'
-    with open(tmp, 'w') as f:
-        f.write(text)
-    os.replace(tmp, args.out)
-    print(f'wrote {args.out} (GST version of {args.src})')
+    tmp = f'{args.out}.tmp-{os.getpid()}'
+    try:
+        with open(tmp, 'w') as f:
+            f.write(text)
+        os.replace(tmp, args.out)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+    kind = 'GST' if args.loss == 'gst' else 'OT-baseline'
+    print(f'wrote {args.out} ({kind} version of {args.src})')
     return args.out, text
 
 

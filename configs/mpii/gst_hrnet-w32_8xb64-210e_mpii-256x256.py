@@ -11,18 +11,20 @@ custom_imports = dict(
              'gst_mm.engine.hooks'],
     allow_failed_imports=False)
 
-# Gaussian cache: written by GSTPrecomputeHook / tools/precompute.py, read by the
-# pipeline transform. Keys are image paths relative to gaussian_data_root, which
-# must be the training set's data_root.
+# Paths. The data sets, headbox file and Gaussian cache all live under data_root:
+# `--cfg-options data_root=/my/mpii/` (tools/train.py, test.py, precompute.py)
+# moves every path that starts with it. Cache keys are image paths relative to
+# gaussian_data_root, which must be the training set's data_root.
+data_root = 'data/mpii/'
 gaussian_cache_dir = 'data/mpii/gst_cache'
-gaussian_data_root = 'data/mpii/'
+gaussian_data_root = data_root
 
 model = dict(
     head=dict(
         type='gst_mm.GSTHeatmapHead',
         transport_weight=1.0,
         mse_weight=0.0,
-        nonneg='relu'))
+        nonneg='softplus'))
 
 train_pipeline = [
     dict(type='LoadImage'),
