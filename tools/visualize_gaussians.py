@@ -9,7 +9,18 @@ Examples::
     python tools/visualize_gaussians.py IMAGE POINTS.npy --cache-dir CACHE [--data-root ROOT]
 
 POINTS is an ``(N, 2)`` array of (x, y) px in a ``.npy`` file or a ``.json`` file (a
-list of [x, y], or a dict with ``points`` or MPII-style ``joints`` [+ ``joints_vis``]).
+list of [x, y], or a dict with ``points`` or MPII-style ``joints`` [+ ``joints_vis``]),
+or an MPII / MMPose annotation file (a list of ``{"image", "joints", "joints_vis"}``
+records: the visible joints of every person of IMAGE, in file order, which is what
+the pose precompute fits).
+
+Pixel conventions. Gaussians and crowd points use the splatting convention (pixel
+centres at +0.5). MMPose keypoints are pixel indices (centres at integers), so the
+pose precompute caches them at keypoint + 0.5 px; ``joints`` read from JSON are
+MMPose keypoints and are shifted by +0.5 here (computed in float32 exactly as the
+precompute does, so the cache's point hash matches). ``--mmpose-keypoints`` applies
+the same shift to a ``.npy`` / plain list of MMPose keypoints. Drawing is in the
+splatting convention.
 """
 from __future__ import annotations
 
@@ -34,23 +45,63 @@ from gst_mm.splatting import (  # noqa: E402
 )
 from gst_mm.splatting.fit import knn_distance, median_background  # noqa: E402
 
+#: MMPose keypoints (pixel indices) -> splatting convention (pixel centres at +0.5)
+MMPOSE_SHIFT = np.float32(0.5)
 
-def load_points(path: str) -> np.ndarray:
-    """``(N, 2)`` float points px from ``.npy`` or ``.json`` (see module doc)."""
+
+def mmpose_to_splatting(keypoints) -> np.ndarray:
+    """``(N, 2)`` MMPose keypoints -> float32 splatting-convention points (+0.5 px),
+    the same arithmetic as :func:`gst_mm.engine.collect_gaussian_samples`."""
+    return np.asarray(keypoints, np.float32).reshape(-1, 2) + MMPOSE_SHIFT
+
+
+def _visible_joints(record: dict) -> np.ndarray:
+    pts = np.asarray(record['joints'], np.float32).reshape(-1, 2)
+    vis = np.asarray(record.get('joints_vis', np.ones(len(pts))), np.float32).reshape(-1) > 0
+    return mmpose_to_splatting(pts[vis])
+
+
+def load_points(path: str, image: Optional[str] = None,
+                mmpose_keypoints: bool = False) -> np.ndarray:
+    """``(N, 2)`` points px in the splatting convention from ``.npy`` or ``.json``
+    (see module doc; MPII-style ``joints`` get +0.5 px, as do plain points with
+    ``mmpose_keypoints``). ``image`` selects the records of an annotation file."""
     if path.endswith('.npy'):
-        return np.asarray(np.load(path), np.float64).reshape(-1, 2)
+        pts = np.asarray(np.load(path), np.float64).reshape(-1, 2)
+        return mmpose_to_splatting(pts) if mmpose_keypoints else pts
     with open(path) as f:
         data = json.load(f)
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        if image is None or not all('joints' in r and 'image' in r for r in data):
+            raise ValueError(f'{path}: a list of records needs "image" and "joints" in each')
+        name = osp.basename(image)
+        parts = [_visible_joints(r) for r in data if osp.basename(str(r['image'])) == name]
+        if not parts:
+            raise ValueError(f'{path}: no annotation of image {name}')
+        return np.concatenate(parts, axis=0)
     if isinstance(data, dict):
         if 'points' in data:
             data = data['points']
         elif 'joints' in data:
-            pts = np.asarray(data['joints'], np.float64).reshape(-1, 2)
-            vis = np.asarray(data.get('joints_vis', np.ones(len(pts))), bool).reshape(-1)
-            return pts[vis]
+            return _visible_joints(data)
         else:
             raise ValueError(f'{path}: expected a list of [x, y] or a dict with "points"/"joints"')
-    return np.asarray(data, np.float64).reshape(-1, 2)
+    pts = np.asarray(data, np.float64).reshape(-1, 2)
+    return mmpose_to_splatting(pts) if mmpose_keypoints else pts
+
+
+def shift_hint(cache: GaussianCache, image_path: str, points: np.ndarray,
+               size) -> str:
+    """A hint when the cache matches ``points`` shifted by -/+ 0.5 px (a
+    pixel-convention mix-up rather than a stale cache), else ''."""
+    pts = np.asarray(points, np.float32).reshape(-1, 2)
+    if cache.is_valid(image_path, pts + MMPOSE_SHIFT, size):
+        return ('; the cache matches these points + 0.5 px: they are MMPose keypoints, '
+                'pass --mmpose-keypoints')
+    if cache.is_valid(image_path, pts - MMPOSE_SHIFT, size):
+        return ('; the cache matches these points - 0.5 px: they are already in the '
+                'splatting convention, drop --mmpose-keypoints')
+    return ''
 
 
 def draw_overlay(image: np.ndarray, gaussians: Gaussians2D, n_sigma: float = 2.0,
@@ -107,20 +158,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--data-root', default=None, help='data root of the cache keys')
     p.add_argument('--iterations', type=int, default=None, help='fit iterations (on the fly)')
     p.add_argument('--drop-outside', action='store_true', help='drop points outside the image')
+    p.add_argument('--mmpose-keypoints', action='store_true',
+                   help='POINTS (.npy / list) are MMPose keypoints (pixel indices): add 0.5 px '
+                   '(MPII-style "joints" JSON always is)')
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     image = read_image(args.image)
-    points = load_points(args.points)
+    try:
+        points = load_points(args.points, args.image, args.mmpose_keypoints)
+    except (ValueError, KeyError, OSError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
     out = args.out or osp.splitext(osp.basename(args.image))[0] + '_gaussians.png'
     if args.cache_dir:
         cache = GaussianCache(args.cache_dir, args.data_root)
         try:
             gaussians = cache.load(args.image, points, image.shape[:2])
-        except GaussianCacheError as e:
-            print(f'error: {e}', file=sys.stderr)
+        except (GaussianCacheError, ValueError) as e:
+            hint = shift_hint(cache, args.image, points, image.shape[:2]) \
+                if isinstance(e, GaussianCacheError) else ''
+            print(f'error: {e}{hint}', file=sys.stderr)
             return 1
     else:
         gaussians = fit_gaussians(image, points, iterations=args.iterations,

@@ -1,0 +1,295 @@
+"""Draw the per-joint GST transport kernels ``K_fg`` of one sample of a pose config.
+
+    python tools/visualize_pose_kernels.py CONFIG [--split train] [--index 0]
+        [--augment] [--no-fit] [--out FILE.png] [--cfg-options key=value ...]
+
+``CONFIG`` is a GST pose config (``configs/mpii/gst_*.py`` or any output of
+``tools/gstify_config.py``): its training pipeline, with its
+``gst_mm.LoadPoseTransportKernel`` step, is run on sample ``--index`` of the
+split. By default the random steps (``RandomFlip``, ``RandomBBoxTransform``,
+``RandomHalfBody``, ...) are dropped so the crop is the plain top-down crop;
+``--augment`` keeps them (one training draw). When the image has no valid
+Gaussian cache it is fitted first with the config's ``GSTPrecomputeHook``
+settings (the same function ``tools/precompute.py`` uses) unless ``--no-fit``.
+
+The figure (RGB PNG) has three panels:
+
+1. the input crop with each supervised joint (MMPose's ``transformed_keypoints``)
+   as a coloured dot;
+2. every joint's kernel on the crop, in the joint's colour, brightness =
+   ``K_fg`` (share of a heatmap cell's mass transported to the joint, 0..1; the
+   rest goes to that joint's background column);
+3. a grid with one tile per joint: the crop dimmed, the kernel as a heat map
+   and the joint's dot; invisible / out-of-crop joints have no kernel ("no K").
+
+Kernels live on the heatmap grid; heatmap cell ``k`` is input pixel index
+``stride * k`` (MMPose's MSRAHeatmap convention), and the upsampling to the crop
+keeps exactly that alignment, so a kernel's peak sits on its joint's dot.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import os.path as osp
+import sys
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+KERNEL_STEP = 'LoadPoseTransportKernel'
+HOOK = 'GSTPrecomputeHook'
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    from mmengine.config import DictAction
+
+    p = argparse.ArgumentParser(description='Draw the per-joint GST kernels of a pose sample')
+    p.add_argument('config', help='a GST pose config (configs/mpii/gst_*.py)')
+    p.add_argument('--split', default='train', choices=['train', 'val', 'test'],
+                   help="data set to take the sample from (always run through the train "
+                   "pipeline's kernel step)")
+    p.add_argument('--index', type=int, default=0, help='sample (instance) index in the split')
+    p.add_argument('--augment', action='store_true', help='keep the random augmentation')
+    p.add_argument('--no-fit', action='store_true',
+                   help='do not fit a missing Gaussian cache (error instead)')
+    p.add_argument('--out', default=None,
+                   help='output PNG (default work_dirs/pose_kernels_<image>_<index>.png)')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='override settings of the config, key=value (data_root=... moves '
+                   'every path under it)')
+    return p.parse_args(argv)
+
+
+def _name(step: Dict) -> str:
+    return str(step.get('type', '')).split('.')[-1]
+
+
+def kernel_pipeline(cfg, augment: bool = False) -> List[Dict]:
+    """The config's train pipeline up to and including its kernel step (no packing;
+    without ``Random*`` steps unless ``augment``).
+
+    Raises:
+        ValueError: the config's train pipeline has no ``LoadPoseTransportKernel``.
+    """
+    steps = [copy.deepcopy(dict(t)) for t in cfg.train_dataloader.dataset.pipeline]
+    names = [_name(t) for t in steps]
+    if KERNEL_STEP not in names:
+        raise ValueError('the train pipeline has no gst_mm.LoadPoseTransportKernel (not a GST '
+                         'pose config; convert it with tools/gstify_config.py)')
+    steps = steps[:names.index(KERNEL_STEP) + 1]
+    if not augment:
+        steps = [t for t in steps if not _name(t).startswith('Random')]
+    return steps
+
+
+def hook_fit_cfg(cfg) -> Dict:
+    """``fit_cfg`` of the config's ``GSTPrecomputeHook`` (``{}`` when it has none)."""
+    for hook in cfg.get('custom_hooks', None) or []:
+        if _name(hook) == HOOK:
+            return dict(hook.get('fit_cfg') or {})
+    return {}
+
+
+def build_dataset(cfg, split: str):
+    """The split's data set of ``cfg`` without pipeline (raw data infos)."""
+    from mmengine.registry import init_default_scope
+
+    from gst_mm.registry import DATASETS
+
+    loader = cfg.get(f'{split}_dataloader', None)
+    if not loader:
+        raise ValueError(f'the config has no {split}_dataloader')
+    init_default_scope(cfg.get('default_scope', 'mmpose'))
+    ds_cfg = copy.deepcopy(loader.dataset)
+    ds_cfg['pipeline'] = []
+    return DATASETS.build(ds_cfg)
+
+
+def ensure_cache(dataset, img_path: str, kernel_step: Dict, fit_cfg: Dict) -> Optional[str]:
+    """Fit and cache the Gaussians of ``img_path`` (all visible joints of all its
+    instances, as the precompute hook does) when its cache entry is not valid.
+
+    Returns:
+        ``None`` when the cache was already valid, else the fit summary line.
+    Raises:
+        RuntimeError: the fit failed (reason included).
+    """
+    from gst_mm.engine import collect_gaussian_samples
+    from gst_mm.splatting import GaussianCache, fit_missing
+
+    samples, ds_root = collect_gaussian_samples(dataset)
+    sample = next((s for s in samples if s.img_path == img_path), None)
+    if sample is None:  # pragma: no cover - the info came from this data set
+        raise RuntimeError(f'{img_path}: not in the data set')
+    cache = GaussianCache(kernel_step['cache_dir'],
+                          data_root=kernel_step.get('data_root') or ds_root)
+    if cache.is_valid(sample.img_path, sample.points):
+        return None
+    summary = fit_missing([sample], cache, fit_cfg, progress=False)
+    if summary.failed:
+        raise RuntimeError(f'fitting the Gaussians of {img_path} failed: {summary.failed}')
+    return str(summary).splitlines()[0]
+
+
+def load_kernel_sample(cfg, split: str = 'train', index: int = 0, augment: bool = False,
+                       fit: bool = True) -> Tuple[Dict, List[str]]:
+    """Run the kernel part of the train pipeline on sample ``index`` of ``split``.
+
+    Returns:
+        ``(results, joint_names)``: the pipeline results (``img`` BGR uint8 crop,
+        ``gst_kernels (K, h, w)``, ``transformed_keypoints (1, K, 2)`` input px
+        (pixel indices), ``keypoints_visible``, ``input_size``, ``img_path`` ...)
+        and the joint names of the data set (``K`` of them).
+    """
+    from mmengine.dataset import Compose
+
+    dataset = build_dataset(cfg, split)
+    if not 0 <= index < len(dataset):
+        raise IndexError(f'--index {index} is outside the {len(dataset)} samples of the '
+                         f'{split} set')
+    steps = kernel_pipeline(cfg, augment)
+    info = dataset.get_data_info(index)
+    if fit:
+        ensure_cache(dataset, info['img_path'], steps[-1], hook_fit_cfg(cfg))
+    results = Compose(steps)(copy.deepcopy(info))
+    meta = getattr(dataset, 'metainfo', {}) or {}
+    id2name = meta.get('keypoint_id2name') or {}
+    num = results['gst_kernels'].shape[0]
+    names = [str(id2name.get(j, j)) for j in range(num)]
+    return results, names
+
+
+def kernel_overlay(kernels: np.ndarray, colors: np.ndarray, size: Tuple[int, int],
+                   stride: float, offset: float = 0.0) -> np.ndarray:
+    """All joints' kernels on the crop: ``(H, W, 3)`` float RGB in [0, 1], each joint
+    in its colour scaled by ``K_fg``, the maximum over joints per pixel.
+
+    ``kernels (K, h, w)`` on the heatmap grid; cell ``k`` is pixel index
+    ``stride * k + offset`` (bilinear between cells). ``size = (H, W)`` of the crop.
+    """
+    out = np.zeros((size[0], size[1], 3), np.float32)
+    for k, c in zip(kernels, colors):
+        up = upsample_kernel(k, size, stride, offset)
+        out = np.maximum(out, up[..., None] * (c.astype(np.float32) / 255.0))
+    return out
+
+
+def upsample_kernel(kernel: np.ndarray, size: Tuple[int, int], stride: float,
+                    offset: float = 0.0) -> np.ndarray:
+    """One kernel ``(h, w)`` -> ``(H, W)`` pixels, cell ``k`` at pixel index
+    ``stride * k + offset`` (bilinear; ``offset = (s - 1) / 2`` when the crop itself
+    was enlarged ``s`` times by ``cv2.resize``)."""
+    import cv2
+    m = np.array([[stride, 0, offset], [0, stride, offset]], np.float64)
+    return cv2.warpAffine(np.ascontiguousarray(kernel, np.float32), m, (size[1], size[0]),
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _dots(image: np.ndarray, points: np.ndarray, colors, radius: int = 3) -> np.ndarray:
+    """Dots at pixel-index points (centre of pixel ``i`` = ``i``), sub-pixel."""
+    import cv2
+    out = np.ascontiguousarray(image.copy())
+    per = np.asarray(colors).ndim == 2
+    for n, (x, y) in enumerate(np.asarray(points, np.float64).reshape(-1, 2)):
+        c = (int(round(x * 16)), int(round(y * 16)))
+        color = tuple(int(v) for v in (colors[n] if per else colors))
+        cv2.circle(out, c, (radius + 1) * 16, (0, 0, 0), -1, cv2.LINE_AA, 4)
+        cv2.circle(out, c, radius * 16, color, -1, cv2.LINE_AA, 4)
+    return out
+
+
+def kernel_figure(results: Dict, names: List[str], scale: int = 2) -> np.ndarray:
+    """The three-panel figure of the module docstring, RGB uint8."""
+    import cv2
+
+    from gst_mm.visualization import annotation_colors, compose_panels
+
+    crop = np.ascontiguousarray(results['img'][..., ::-1])  # BGR -> RGB
+    h_in, w_in = crop.shape[:2]
+    kernels = np.asarray(results['gst_kernels'], np.float32)
+    num = kernels.shape[0]
+    stride = w_in // kernels.shape[2]
+    kpts = np.asarray(results['transformed_keypoints'], np.float64)[0, :, :2]
+    present = kernels.reshape(num, -1).max(1) > 0
+    colors = annotation_colors(num)
+
+    big = (h_in * scale, w_in * scale)
+    crop_big = cv2.resize(crop, (big[1], big[0]), interpolation=cv2.INTER_LINEAR)
+    # pixel index i of the crop -> index scale * i + (scale - 1) / 2 of the enlarged crop
+    pts_big = kpts * scale + (scale - 1) / 2.0
+    joints = _dots(crop_big, pts_big[present], colors[present])
+    over = kernel_overlay(kernels, colors, big, stride * scale, (scale - 1) / 2.0)
+    over = np.clip(0.35 * crop_big / 255.0 + over, 0, 1)
+    over = _dots((over * 255).astype(np.uint8), pts_big[present], colors[present], radius=2)
+
+    # per-joint grid
+    cols = int(np.ceil(np.sqrt(num)))
+    rows = int(np.ceil(num / cols))
+    tile = max(96, big[0] * 2 // cols)
+    t_scale = tile / h_in
+    small = cv2.resize(crop, (tile, tile), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    grid = np.full((rows * tile, cols * tile, 3), 255, np.uint8)
+    for j in range(num):
+        r, c = divmod(j, cols)
+        heat = upsample_kernel(kernels[j], (tile, tile), stride * t_scale, (t_scale - 1) / 2.0)
+        img = 0.3 * small
+        if present[j]:
+            hot = cv2.applyColorMap((np.clip(heat, 0, 1) * 255).astype(np.uint8),
+                                    cv2.COLORMAP_INFERNO)[..., ::-1].astype(np.float32) / 255
+            img = np.clip(img + heat[..., None] * hot, 0, 1)
+        img = (img * 255).astype(np.uint8)
+        if present[j]:
+            img = _dots(img, kpts[j:j + 1] * t_scale + (t_scale - 1) / 2, colors[j], radius=2)
+        label = f'{j} {names[j]}' + ('' if present[j] else ' (no K)')
+        cv2.putText(img, label, (3, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+        cv2.rectangle(img, (0, 0), (tile - 1, tile - 1), (90, 90, 90), 1)
+        grid[r * tile:(r + 1) * tile, c * tile:(c + 1) * tile] = img
+    height = grid.shape[0]
+    return compose_panels([
+        (f'input crop {w_in}x{h_in}, {int(present.sum())} joints with a kernel', joints),
+        (f'K_fg of every joint (heatmap {kernels.shape[2]}x{kernels.shape[1]}, stride {stride})',
+         over),
+        ('K_fg per joint (0..1)', grid),
+    ], height=height)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import gst_mm  # noqa: F401
+    from gst_mm.splatting import CacheKeyError, GaussianCacheError
+    from gst_mm.utils import register_all_modules
+    from gst_mm.utils.config import load_run_config
+    from gst_mm.visualization import save_rgb
+
+    register_all_modules(init_default_scope=False)
+    try:
+        cfg = load_run_config(args.config, args.cfg_options)
+        results, names = load_kernel_sample(cfg, args.split, args.index, args.augment,
+                                            fit=not args.no_fit)
+    except (GaussianCacheError, CacheKeyError, ValueError, IndexError, FileNotFoundError,
+            RuntimeError) as err:
+        hint = ''
+        if isinstance(err, GaussianCacheError):
+            hint = (' (fit it without --no-fit, or the whole set: '
+                    f'tools/precompute.py {args.config})')
+        print(f'visualize_pose_kernels.py: error: {err}{hint}', file=sys.stderr)
+        return 2
+    stem = osp.splitext(osp.basename(results['img_path']))[0]
+    out = args.out or osp.join('work_dirs', f'pose_kernels_{stem}_{args.index}.png')
+    os.makedirs(osp.dirname(osp.abspath(out)) or '.', exist_ok=True)
+    tmp = f'{out}.tmp-{os.getpid()}.png'  # atomic: a PNG appears whole or not at all
+    try:
+        save_rgb(tmp, kernel_figure(results, names))
+        os.replace(tmp, out)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+    present = int((results['gst_kernels'].reshape(len(names), -1).max(1) > 0).sum())
+    print(f'wrote {out} ({results["img_path"]}, {present}/{len(names)} joints with a kernel)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
