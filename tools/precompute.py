@@ -148,8 +148,17 @@ def run_plain(args) -> int:
 
 
 def main(argv=None) -> int:
+    """Exit code 0 (all fitted or cached), 1 (some images failed), 2 (a setup error:
+    missing config or files, images outside the cache's data_root; one line on
+    stderr)."""
+    from gst_mm.splatting import CacheKeyError
+
     args = parse_args(argv)
-    return run_config(args) if args.config else run_plain(args)
+    try:
+        return run_config(args) if args.config else run_plain(args)
+    except (CacheKeyError, FileNotFoundError) as err:
+        print(f'precompute.py: error: {err}', file=sys.stderr)
+        return 2
 
 
 if __name__ == '__main__':

@@ -7,10 +7,12 @@ Multi-process: ``tools/dist_train.sh CONFIG NPROC [args]`` (torchrun; works on
 CPU-only machines through a gloo process group).
 """
 import argparse
+import sys
 
 from mmengine.runner import Runner
 
 import gst_mm  # noqa: F401  (registers gst_mm components, fixes checkpoint loading)
+from gst_mm.splatting import CacheKeyError
 from gst_mm.utils import init_cpu_distributed, register_all_modules
 from gst_mm.utils.config import add_run_arguments, load_run_config
 
@@ -46,7 +48,10 @@ def main(argv=None):
         cfg.load_from = args.resume
     init_cpu_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg)
-    runner.train()
+    try:
+        runner.train()
+    except CacheKeyError as err:  # a configuration mistake: one line, no traceback
+        sys.exit(f'train.py: error: {err}')
 
 
 if __name__ == '__main__':

@@ -97,14 +97,26 @@ def test_precompute_follows_the_override_and_keys_are_relative(mpii_layout, tmp_
 
 
 def test_moving_only_the_data_set_is_an_error_naming_the_mismatch(mpii_layout, tmp_path,
-                                                                  monkeypatch, load_tool):
+                                                                  monkeypatch, load_tool,
+                                                                  capsys):
+    from gst_mm.engine import precompute_dataset
     from gst_mm.splatting import CacheKeyError
+    from gst_mm.utils.config import load_run_config
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(CacheKeyError, match=r"outside the Gaussian cache's data_root "
-                       r"'data/mpii/'.*data set's data_root is '" + re.escape(mpii_layout)):
-        load_tool('precompute').main([
-            GST_W32, '--iterations', '2', '--no-progress', '--cfg-options',
-            f'train_dataloader.dataset.data_root={mpii_layout}'])
+    moved = [f'train_dataloader.dataset.data_root={mpii_layout}']
+    rc = load_tool('precompute').main([GST_W32, '--iterations', '2', '--no-progress',
+                                       '--cfg-options', *moved])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count('\n') == 1, err
+    assert re.search(r"outside the Gaussian cache's data_root 'data/mpii/' \(the data set's "
+                     r"data_root is '" + re.escape(mpii_layout), err), err
+    assert os.listdir(tmp_path) == []  # nothing fitted, nothing written
+    # the hook's path (precompute_dataset) raises the same error before fitting
+    cfg = load_run_config(GST_W32, {'train_dataloader.dataset.data_root': mpii_layout})
+    dataset = load_tool('visualize_pose_kernels').build_dataset(cfg, 'train')
+    with pytest.raises(CacheKeyError, match='outside'):
+        precompute_dataset(dataset, cfg.gaussian_cache_dir, data_root=cfg.gaussian_data_root,
+                           fit_cfg=dict(iterations=2), progress=False)
     assert os.listdir(tmp_path) == []
 
 
