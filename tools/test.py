@@ -1,14 +1,14 @@
 """Evaluate a checkpoint of a gst_mm / MMPose model.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE]
-        [--show-dir DIR] [--interval N] [--cfg-options key=value ...]
+        [--show-dir DIR] [--cfg-options key=value ...]
         [--launcher {none,pytorch}]
 
 ``--show-dir DIR`` works as in MMPose's ``tools/test.py``: it enables the
 config's visualization hook (``default_hooks.visualization``, MMPose's
-``PoseVisualizationHook``) and writes every ``--interval``-th test image with
-its predicted (and ground-truth) keypoints to ``<work_dir>/<timestamp>/DIR``
-(``DIR`` itself when absolute).
+``PoseVisualizationHook``), which writes every test image with its box and the
+predicted keypoints scoring above the hook's ``kpt_thr`` (0.3) to
+``<work_dir>/<timestamp>/DIR/<image>_<n>.<ext>`` (``DIR`` itself when absolute).
 """
 import argparse
 import os.path as osp
@@ -28,13 +28,11 @@ def parse_args(argv=None):
     parser.add_argument('--out', help='dump the metrics to this .json/.pkl file')
     parser.add_argument('--show-dir', help='write the test images with predictions to this '
                         'folder (inside <work_dir>/<timestamp>/ unless absolute)')
-    parser.add_argument('--interval', type=int, default=1,
-                        help='with --show-dir: draw every N-th test image')
     add_run_arguments(parser)
     return parser.parse_args(argv)
 
 
-def enable_visualization(cfg, show_dir: str, interval: int = 1, name: str = 'config') -> None:
+def enable_visualization(cfg, show_dir: str, name: str = 'config') -> None:
     """Turn on ``default_hooks.visualization`` (MMPose's ``PoseVisualizationHook``)
     with ``out_dir=show_dir``, as MMPose's ``tools/test.py --show-dir`` does.
 
@@ -45,13 +43,10 @@ def enable_visualization(cfg, show_dir: str, interval: int = 1, name: str = 'con
     if 'visualization' not in hooks or not hooks['visualization']:
         sys.exit(f'error: --show-dir: {name} has no default_hooks.visualization (MMPose configs '
                  "use dict(type='PoseVisualizationHook')); add one to draw predictions")
-    if interval < 1:
-        sys.exit(f'error: --interval must be >= 1, got {interval}')
     vis = hooks['visualization']
     vis['enable'] = True
     vis['show'] = False
     vis['out_dir'] = show_dir
-    vis['interval'] = interval
 
 
 def main(argv=None):
@@ -64,7 +59,7 @@ def main(argv=None):
     cfg.load_from = args.checkpoint
     cfg.resume = False
     if args.show_dir is not None:
-        enable_visualization(cfg, args.show_dir, args.interval, args.config)
+        enable_visualization(cfg, args.show_dir, args.config)
     init_cpu_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()

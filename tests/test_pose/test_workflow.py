@@ -168,7 +168,7 @@ def test_show_dir_without_visualization_hook_is_one_line(tmp_path, load_tool):
     test = load_tool('test')
     cfg = Config(dict(default_hooks=dict(logger=dict(type='LoggerHook'))))
     with pytest.raises(SystemExit, match='no default_hooks.visualization'):
-        test.enable_visualization(cfg, 'vis', 1, 'x.py')
+        test.enable_visualization(cfg, 'vis', 'x.py')
 
 
 # ----------------------------------------------------------------- gstify
