@@ -255,8 +255,13 @@ def kernel_figure(results: Dict, names: List[str], scale: int = 2) -> np.ndarray
     ], height=height)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def run(config: str, cfg_options: Optional[Dict] = None, split: str = 'train', index: int = 0,
+        augment: bool = False, fit: bool = True, out: Optional[str] = None) -> int:
+    """Write the figure of sample ``index`` of ``config`` (see module docstring).
+
+    Returns 0, or 2 after a one-line error on stderr (missing config / cache,
+    bad index, not a GST pose config, cache key mismatch).
+    """
     import gst_mm  # noqa: F401
     from gst_mm.splatting import CacheKeyError, GaussianCacheError
     from gst_mm.utils import register_all_modules
@@ -265,19 +270,18 @@ def main(argv=None) -> int:
 
     register_all_modules(init_default_scope=False)
     try:
-        cfg = load_run_config(args.config, args.cfg_options)
-        results, names = load_kernel_sample(cfg, args.split, args.index, args.augment,
-                                            fit=not args.no_fit)
+        cfg = load_run_config(config, cfg_options)
+        results, names = load_kernel_sample(cfg, split, index, augment, fit=fit)
     except (GaussianCacheError, CacheKeyError, ValueError, IndexError, FileNotFoundError,
             RuntimeError) as err:
         hint = ''
         if isinstance(err, GaussianCacheError):
             hint = (' (fit it without --no-fit, or the whole set: '
-                    f'tools/precompute.py {args.config})')
+                    f'tools/precompute.py {config})')
         print(f'visualize_pose_kernels.py: error: {err}{hint}', file=sys.stderr)
         return 2
     stem = osp.splitext(osp.basename(results['img_path']))[0]
-    out = args.out or osp.join('work_dirs', f'pose_kernels_{stem}_{args.index}.png')
+    out = out or osp.join('work_dirs', f'pose_kernels_{stem}_{index}.png')
     os.makedirs(osp.dirname(osp.abspath(out)) or '.', exist_ok=True)
     tmp = f'{out}.tmp-{os.getpid()}.png'  # atomic: a PNG appears whole or not at all
     try:
@@ -289,6 +293,12 @@ def main(argv=None) -> int:
     present = int((results['gst_kernels'].reshape(len(names), -1).max(1) > 0).sum())
     print(f'wrote {out} ({results["img_path"]}, {present}/{len(names)} joints with a kernel)')
     return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    return run(args.config, args.cfg_options, args.split, args.index, args.augment,
+               fit=not args.no_fit, out=args.out)
 
 
 if __name__ == '__main__':

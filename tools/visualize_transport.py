@@ -13,6 +13,11 @@ By default the sample is shown without random augmentation (the config's
 pipeline minus its ``Random*`` steps); ``--augment`` runs the full training
 pipeline (so the crop, scale and flip of one training draw are shown). The GST
 plan needs the sample's cached Gaussians; ``--fit`` fits them now if missing.
+
+For a pose config (a train pipeline with ``gst_mm.LoadPoseTransportKernel``) the
+per-joint plans are drawn instead, by ``tools/visualize_pose_kernels.py``
+(``--split``, ``--index``, ``--augment``, ``--out`` and ``--cfg-options`` are
+passed on; missing Gaussians are fitted).
 """
 from __future__ import annotations
 
@@ -33,7 +38,8 @@ def parse_args(argv=None):
     from mmengine.config import DictAction
 
     p = argparse.ArgumentParser(description='Draw the GST transport map of a sample')
-    p.add_argument('config', help='a crowd-counting config (configs/counting/*.py)')
+    p.add_argument('config', help='a crowd-counting config (configs/counting/*.py), or a '
+                   'GST pose config (drawn by tools/visualize_pose_kernels.py)')
     p.add_argument('--split', default='train', choices=['train', 'val', 'test'])
     p.add_argument('--index', type=int, default=0, help='sample index in the split')
     p.add_argument('--name', help='sample name (img_id), instead of --index')
@@ -175,6 +181,22 @@ def transport_figure(results: Dict, height: int = 360) -> np.ndarray:
     return compose_panels(panels, height=height)
 
 
+def pose_main(args) -> int:
+    """A pose config: its per-joint plans, drawn by tools/visualize_pose_kernels.py."""
+    import importlib.util
+
+    if args.name is not None or args.plan is not None:
+        print('visualize_transport.py: error: --name and --plan are crowd options; pose '
+              'configs take --index (tools/visualize_pose_kernels.py)', file=sys.stderr)
+        return 2
+    path = osp.join(osp.dirname(osp.abspath(__file__)), 'visualize_pose_kernels.py')
+    spec = importlib.util.spec_from_file_location('visualize_pose_kernels', path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool.run(args.config, args.cfg_options, args.split, args.index, args.augment,
+                    fit=True, out=args.out)
+
+
 def main(argv=None):
     args = parse_args(argv)
     from mmengine.config import Config
@@ -188,6 +210,9 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    pipeline = cfg.get('train_dataloader', {}).get('dataset', {}).get('pipeline', None) or []
+    if any(_type(t).split('.')[-1] == 'LoadPoseTransportKernel' for t in pipeline):
+        return pose_main(args)
     try:
         results = load_transport_sample(cfg, args.split, args.index, args.name, args.plan,
                                         args.augment, args.fit)
@@ -203,4 +228,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

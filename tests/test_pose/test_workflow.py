@@ -250,6 +250,17 @@ def test_pose_kernel_viewer_fits_and_draws(mpii_layout, tmp_path, load_tool):
     assert img.std() > 10
 
 
+def test_visualize_transport_hands_pose_configs_to_the_kernel_viewer(mpii_layout, tmp_path,
+                                                                    load_tool, capsys):
+    out = str(tmp_path / 'transport.png')
+    tool = load_tool('visualize_transport')
+    cfg_opts = ['--cfg-options', f'data_root={mpii_layout}', 'custom_hooks.1.fit_cfg.iterations=2']
+    assert tool.main([GST_W32, '--index', '0', '--out', out, *cfg_opts]) == 0
+    assert osp.isfile(out) and 'joints with a kernel' in capsys.readouterr().out
+    assert tool.main([GST_W32, '--plan', 'gt', *cfg_opts]) == 2
+    assert '--plan are crowd options' in capsys.readouterr().err
+
+
 def test_visualize_gaussians_reads_a_pose_cache(mpii_layout, tmp_path, load_tool, capsys):
     """The MPII annotation file's joints are MMPose keypoints: the viewer shifts
     them by +0.5 px like the precompute, so the cache is not reported stale."""
