@@ -46,12 +46,16 @@ def _direct_loss(heat, samples, nonneg):
             k = s.gt_fields.gst_kernels[j].double()
             w = float(s.gt_instance_labels.keypoint_weights[0, j]) * float(k.sum() > 0)
             d = heat[b, j].double()
-            d = d.clamp_min(0) if nonneg == 'relu' else d.abs()
+            if nonneg == 'softplus':  # unit mass at raw 0: softplus(h + log(expm1(1 / cells)))
+                d = torch.log1p(torch.exp(d + np.log(np.expm1(1.0 / d.numel()))))
+            else:
+                d = d.clamp_min(0) if nonneg == 'relu' else d.abs()
             total = total + w * ((k * d).sum() - 1).abs() + w * ((1 - k) * d).sum().abs()
     return total / count
 
 
-@pytest.mark.parametrize('nonneg,mse_weight', [('relu', 0.0), ('abs', 0.0), ('relu', 0.5)])
+@pytest.mark.parametrize('nonneg,mse_weight', [('softplus', 0.0), ('relu', 0.0), ('abs', 0.0),
+                                               ('softplus', 0.5)])
 def test_loss_and_gradient_match_direct_computation(registered, nonneg, mse_weight):
     torch.manual_seed(0)
     head = _head(nonneg=nonneg, mse_weight=mse_weight).double()
@@ -60,39 +64,44 @@ def test_loss_and_gradient_match_direct_computation(registered, nonneg, mse_weig
     feats = (torch.randn(2, 8, 64, 64, dtype=torch.float64, requires_grad=True), )
     samples = _samples(2)
     losses = head.loss(feats, samples)
-    assert set(losses) == {'loss_kpt', 'acc_pose'}
-    (g_head, ) = torch.autograd.grad(losses['loss_kpt'], feats[0])
+    # each loss term is logged on its own; MMEngine sums the loss_* keys
+    assert set(losses) == {'loss_transport', 'acc_pose', 'joint_mass'} | (
+        {'loss_mse'} if mse_weight else set())
+    total = sum(v for k, v in losses.items() if k.startswith('loss'))
+    (g_head, ) = torch.autograd.grad(total, feats[0])
 
     feats2 = feats[0].detach().clone().requires_grad_(True)
     heat = head.forward((feats2, ))
     ref = _direct_loss(heat, samples, nonneg)
+    assert torch.allclose(losses['loss_transport'], ref, rtol=1e-10)
     if mse_weight:
         gt = torch.stack([s.gt_fields.heatmaps for s in samples]).double()
         w = torch.cat([s.gt_instance_labels.keypoint_weights for s in samples]).double()
         mse = (((heat - gt) ** 2) * w[..., None, None]).mean()  # KeypointMSELoss
+        assert torch.allclose(losses['loss_mse'], mse_weight * mse, rtol=1e-10)
         ref = ref + mse_weight * mse
     (g_ref, ) = torch.autograd.grad(ref, feats2)
-    assert torch.allclose(losses['loss_kpt'], ref, rtol=1e-10)
+    assert torch.allclose(total, ref, rtol=1e-10)
     assert torch.allclose(g_head, g_ref, rtol=1e-8, atol=1e-14)
 
 
 def test_loss_finite_difference(registered):
-    """Directional derivative of loss_kpt w.r.t. the final conv weight."""
+    """Directional derivative of loss_transport w.r.t. the final conv weight."""
     torch.manual_seed(1)
     head = _head(nonneg='abs').double()
     torch.nn.init.normal_(head.final_layer.weight, std=0.05)
     feats = (torch.randn(2, 8, 64, 64, dtype=torch.float64), )
     samples = _samples(2, seed=3)
     wgt = head.final_layer.weight
-    loss = head.loss(feats, samples)['loss_kpt']
+    loss = head.loss(feats, samples)['loss_transport']
     (grad, ) = torch.autograd.grad(loss, wgt)
     direction = torch.randn_like(wgt)
     eps = 1e-6
     with torch.no_grad():
         wgt += eps * direction
-        up = head.loss(feats, samples)['loss_kpt']
+        up = head.loss(feats, samples)['loss_transport']
         wgt -= 2 * eps * direction
-        down = head.loss(feats, samples)['loss_kpt']
+        down = head.loss(feats, samples)['loss_transport']
         wgt += eps * direction
     fd = (up - down) / (2 * eps)
     assert torch.allclose(fd, (grad * direction).sum(), rtol=1e-5)

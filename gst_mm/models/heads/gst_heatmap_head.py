@@ -1,9 +1,11 @@
 """MMPose heatmap head trained with GST's per-joint transport loss."""
 from __future__ import annotations
 
-from typing import Tuple
+import logging
+from typing import Optional, Tuple
 
 import torch
+from mmengine.logging import print_log
 from mmpose.evaluation.functional import pose_pck_accuracy
 from mmpose.models.heads import HeatmapHead
 from mmpose.utils.tensor_utils import to_numpy
@@ -12,10 +14,17 @@ from torch import Tensor
 
 from gst_mm.registry import MODELS
 
-from .joint_transport import NONNEG_MODES, joint_transport_loss
+from .joint_transport import (
+    DEFAULT_NONNEG,
+    NONNEG_MODES,
+    joint_transport_losses,
+    nonnegative,
+    peak_mass,
+)
 
 #: results / ``gt_fields`` key under which the pose transform stores the kernels.
 KERNEL_KEY = 'gst_kernels'
+SCORE_MODES = ('mass', 'raw')
 
 
 @MODELS.register_module()
@@ -23,9 +32,10 @@ class GSTHeatmapHead(HeatmapHead):
     """A :class:`mmpose.models.heads.HeatmapHead` whose loss is GST's per-joint
     transport loss (method.md 5).
 
-    Forward, predict and decode are HeatmapHead's own, so flip test,
-    ``shift_heatmap``, ``output_heatmaps`` and ``MpiiPCKAccuracy`` work
-    unchanged and a checkpoint of either head loads into the other.
+    Forward and decode are HeatmapHead's own, so flip test, ``shift_heatmap``,
+    ``output_heatmaps`` and ``MpiiPCKAccuracy`` work unchanged and a checkpoint
+    of either head loads into the other. Only the keypoint *scores* differ (see
+    ``score``).
 
     Training needs ``gt_fields.gst_kernels (J, h, w)`` per sample (produced by
     :class:`gst_mm.datasets.transforms.LoadPoseTransportKernel`, placed after
@@ -33,22 +43,41 @@ class GSTHeatmapHead(HeatmapHead):
     ``gt_instance_labels.keypoint_weights`` (used for the optional MSE term and
     ``acc_pose``).
 
-    Loss: with ``d = nonneg(heatmap)`` and ``K_fg`` the joint's kernel,
-    ``l_j = |sum K_fg d - 1| + |sum (1 - K_fg) d|`` weighted by
+    Loss: with ``d = nonneg(heatmap)`` (mass per heatmap cell) and ``K_fg`` the
+    joint's kernel, ``l_j = |sum K_fg d - 1| + |sum (1 - K_fg) d|`` weighted by
     ``keypoint_weights`` (visibility) times "kernel present" (a joint the
     transform dropped, e.g. outside the crop, has an all-zero kernel), averaged
-    over the batch's joint slots; ``loss_kpt = transport_weight * L_GST +
-    mse_weight * L_MSE`` where ``L_MSE`` is the head's ``loss`` module
-    (``KeypointMSELoss`` by default) on MMPose's Gaussian targets.
+    over the batch's joint slots. Logged terms: ``loss_transport`` (=
+    ``transport_weight * L_GST``; about 2 x the visible fraction at init, 0 at
+    the optimum) and, when ``mse_weight > 0``, ``loss_mse`` (``mse_weight`` x the
+    head's ``loss`` module, ``KeypointMSELoss`` by default, on MMPose's Gaussian
+    targets: ~1e-3, three orders of magnitude below the transport term).
+    MMEngine sums every ``loss*`` key. Also logged: ``acc_pose`` (MMPose's PCK
+    on the targets) and ``joint_mass`` (mean mass per visible joint channel;
+    ~1 when healthy, 0 for a dead model).
+
+    Collapse guard: a joint channel whose mass stays below ``dead_mass`` on every
+    visible sample for ``collapse_window`` consecutive training steps triggers a
+    one-time warning naming the channel.
 
     Args:
         transport_weight: weight of the transport term.
         mse_weight: weight of the MSE term (0 = pure GST, the paper's setting;
             the MSE module is then not evaluated).
-        nonneg: ``'relu'`` (default), ``'abs'`` or ``'softplus'``: how raw
-            heatmaps become non-negative mass for the transport term (see
+        nonneg: ``'softplus'`` (default), ``'relu'`` or ``'abs'``: how raw
+            heatmaps become non-negative mass (see
             :func:`gst_mm.models.heads.joint_transport.nonnegative`). Decoding
-            always reads the raw heatmap.
+            reads the raw heatmap; every mode keeps its argmax where it is > 0.
+        init_mass: mass a channel holds when the raw output is 0 (``softplus``
+            only; ``None`` = plain softplus).
+        score: ``'mass'`` (default): a keypoint's score is the mass within
+            ``score_radius`` cells of its peak (:func:`peak_mass`; ~1 for a
+            confident joint, MMPose's scale, so ``keypoint_score_thr`` and
+            ``kpt_thr`` of MMPose configs keep their meaning); ``'raw'``:
+            HeatmapHead's (the raw heatmap's maximum).
+        score_radius: window half-size in heatmap cells for ``'mass'``.
+        dead_mass, collapse_window: collapse-guard threshold (mass units) and
+            window (training steps; MMEngine's default logging interval).
         **kwargs: every :class:`HeatmapHead` argument.
     """
 
@@ -56,17 +85,38 @@ class GSTHeatmapHead(HeatmapHead):
                  *args,
                  transport_weight: float = 1.0,
                  mse_weight: float = 0.0,
-                 nonneg: str = 'relu',
+                 nonneg: str = DEFAULT_NONNEG,
+                 init_mass: Optional[float] = 1.0,
+                 score: str = 'mass',
+                 score_radius: int = 2,
+                 dead_mass: float = 1e-3,
+                 collapse_window: int = 50,
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if nonneg not in NONNEG_MODES:
             raise ValueError(f'GSTHeatmapHead: nonneg must be one of {NONNEG_MODES}, '
                              f'got {nonneg!r}')
+        if score not in SCORE_MODES:
+            raise ValueError(f'GSTHeatmapHead: score must be one of {SCORE_MODES}, '
+                             f'got {score!r}')
         if transport_weight < 0 or mse_weight < 0:
             raise ValueError('GSTHeatmapHead: loss weights must be >= 0')
+        if init_mass is not None and init_mass <= 0:
+            raise ValueError(f'GSTHeatmapHead: init_mass must be > 0 or None, got {init_mass}')
         self.transport_weight = float(transport_weight)
         self.mse_weight = float(mse_weight)
         self.nonneg = nonneg
+        self.init_mass = None if init_mass is None else float(init_mass)
+        self.score = score
+        self.score_radius = int(score_radius)
+        self.dead_mass = float(dead_mass)
+        self.collapse_window = int(collapse_window)
+        self._dead_steps: Optional[Tensor] = None  # consecutive dead steps per channel
+        self._warned: set = set()
+
+    def density(self, heatmaps: Tensor) -> Tensor:
+        """Raw heatmaps ``(B, J, h, w)`` -> mass per cell (the transport loss's ``d``)."""
+        return nonnegative(heatmaps, self.nonneg, self.init_mass)
 
     @staticmethod
     def _stack_field(batch_data_samples, key: str) -> Tensor:
@@ -92,14 +142,40 @@ class GSTHeatmapHead(HeatmapHead):
         present = kernels.flatten(2).sum(-1) > 0
         return keypoint_weights.to(kernels.dtype) * present.to(kernels.dtype)
 
+    def collapse_guard(self, mass: Tensor, weights: Tensor) -> None:
+        """Count, per channel, consecutive steps in which every supervised sample's
+        mass ``(B, J)`` is below ``dead_mass``; warn once per channel when the count
+        reaches ``collapse_window``."""
+        used = weights > 0
+        if not used.any():
+            return
+        dead = ((mass < self.dead_mass) | ~used).all(0) & used.any(0)
+        seen = used.any(0)
+        if self._dead_steps is None or self._dead_steps.numel() != dead.numel():
+            self._dead_steps = torch.zeros(dead.numel(), dtype=torch.long)
+        steps = self._dead_steps
+        d, s = dead.cpu(), seen.cpu()
+        steps[d] += 1
+        steps[s & ~d] = 0
+        for j in torch.nonzero(steps >= self.collapse_window).flatten().tolist():
+            if j in self._warned:
+                continue
+            self._warned.add(j)
+            print_log(
+                f'GSTHeatmapHead: heatmap channel {j} has held less than {self.dead_mass} '
+                f'mass (of 1) on every sample for {int(steps[j])} steps: the channel is '
+                f"dead (nonneg='{self.nonneg}'). The loss of this joint has no gradient; "
+                "use nonneg='softplus' (the default) or restart from a checkpoint "
+                'before the collapse.', logger='current', level=logging.WARNING)
+
     def loss(self,
              feats: Tuple[Tensor],
              batch_data_samples: OptSampleList,
              train_cfg: ConfigType = {}) -> dict:
-        """Transport (+ optional MSE) loss and PCK accuracy of a batch.
+        """Transport (+ optional MSE) loss terms and PCK accuracy of a batch.
 
         Returns:
-            ``dict(loss_kpt=Tensor, acc_pose=Tensor)`` like HeatmapHead.
+            ``dict(loss_transport, [loss_mse,] acc_pose, joint_mass)``.
         """
         pred_fields = self.forward(feats)
         kernels = self._stack_field(batch_data_samples, KERNEL_KEY).to(pred_fields)
@@ -109,15 +185,23 @@ class GSTHeatmapHead(HeatmapHead):
         ]).to(pred_fields)
 
         weights = self.joint_weights(kernels, keypoint_weights)
-        loss = self.transport_weight * joint_transport_loss(
-            pred_fields, kernels, weights, nonneg=self.nonneg)
+        density = self.density(pred_fields)
+        per_joint = joint_transport_losses(density, kernels)
+        transport = (per_joint * weights).sum() / max(per_joint.numel(), 1)
+        losses = dict(loss_transport=self.transport_weight * transport)
         if self.mse_weight > 0:
             mse = self.loss_module(pred_fields, gt_heatmaps, keypoint_weights)
             if isinstance(mse, dict):
                 mse = sum(mse.values())
-            loss = loss + self.mse_weight * mse
+            losses['loss_mse'] = self.mse_weight * mse
 
-        losses = dict(loss_kpt=loss)
+        with torch.no_grad():
+            mass = density.flatten(2).sum(-1)
+            if self.training:
+                self.collapse_guard(mass, weights)
+            used = weights > 0
+            joint_mass = mass[used].mean() if used.any() else mass.new_zeros(())
+        losses['joint_mass'] = joint_mass
         if train_cfg.get('compute_acc', True):
             _, avg_acc, _ = pose_pck_accuracy(
                 output=to_numpy(pred_fields),
@@ -125,3 +209,20 @@ class GSTHeatmapHead(HeatmapHead):
                 mask=to_numpy(keypoint_weights) > 0)
             losses['acc_pose'] = torch.tensor(avg_acc, device=gt_heatmaps.device)
         return losses
+
+    def predict(self, feats, batch_data_samples: OptSampleList, test_cfg: ConfigType = {}):
+        """HeatmapHead's prediction (flip test included); with ``score='mass'`` each
+        keypoint's score is replaced by the mass around its heatmap peak."""
+        if self.score == 'raw':
+            return super().predict(feats, batch_data_samples, test_cfg)
+        cfg = dict(test_cfg)
+        cfg['output_heatmaps'] = True
+        preds, fields = super().predict(feats, batch_data_samples, cfg)
+        heatmaps = torch.stack([f.heatmaps for f in fields])
+        scores = peak_mass(self.density(heatmaps), self.score_radius)
+        for pred, s in zip(preds, to_numpy(scores)):
+            pred.keypoint_scores = s.reshape(pred.keypoint_scores.shape).astype(
+                pred.keypoint_scores.dtype)
+        if test_cfg.get('output_heatmaps', False):
+            return preds, fields
+        return preds

@@ -11,38 +11,63 @@ background none:
     l_j = | sum_x K_fg[j](x) d_j(x) - 1 | + | sum_x (1 - K_fg[j](x)) d_j(x) |
 
 with ``d_j >= 0`` the predicted heatmap made non-negative (see
-:func:`nonnegative`).
+:func:`nonnegative`). Units: ``d`` is mass per heatmap cell; a joint's unit mass
+is the sum over the ``h * w`` cells of its channel.
 """
 from __future__ import annotations
 
+import math
+from typing import Optional
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-NONNEG_MODES = ('relu', 'abs', 'softplus')
+#: non-negativity maps; the first is the default (docs/pose.md, "Loss, density
+#: and keypoint scores", has the measurements behind the choice).
+NONNEG_MODES = ('softplus', 'relu', 'abs')
+DEFAULT_NONNEG = NONNEG_MODES[0]
 
 
-def nonnegative(heatmaps: Tensor, mode: str = 'relu') -> Tensor:
-    """Map raw heatmaps to a non-negative density ``d``.
+def mass_offset(num_cells: int, init_mass: float) -> float:
+    """Raw-output offset ``c`` with ``num_cells * softplus(c) = init_mass``: a
+    channel whose raw output is 0 everywhere holds ``init_mass`` in total."""
+    if num_cells <= 0 or init_mass <= 0:
+        raise ValueError(f'need num_cells > 0 and init_mass > 0, got {num_cells}, {init_mass}')
+    return math.log(math.expm1(init_mass / num_cells))
+
+
+def nonnegative(heatmaps: Tensor, mode: str = DEFAULT_NONNEG,
+                init_mass: Optional[float] = 1.0) -> Tensor:
+    """Map raw heatmaps ``(..., h, w)`` to a non-negative density ``d`` (mass per cell).
 
     Args:
-        heatmaps: raw network output, any shape.
-        mode: ``'relu'`` (default): negative cells count as zero mass, so the
-            mass the loss sees has the same peak as the raw heatmap the
-            decoder reads (argmax); ``'abs'``: the counting model's choice
-            (method.md 1), but a large negative peak then satisfies the loss
-            while the decoder ignores it, so it is not the default for pose;
-            ``'softplus'``: smooth and strictly positive (monotone, so the
-            decoded peak is unchanged), every cell carries a little mass.
+        heatmaps: raw network output, any shape ending in ``(h, w)``.
+        mode: ``'softplus'`` (default): ``d = softplus(raw + c)`` with ``c`` from
+            :func:`mass_offset`, so a raw output near 0 (every freshly
+            initialised MMPose head) holds ``init_mass`` per channel, spread
+            evenly, and the map is smooth and strictly increasing: it never
+            stops passing gradient and keeps the raw heatmap's argmax.
+            ``'relu'``: negative cells count as zero mass; from random init the
+            background term pushes every cell below 0 within a few steps and the
+            loss then has no gradient (a dead channel, see docs/pose.md).
+            ``'abs'``: the counting model's choice (method.md 1); a large
+            negative peak satisfies the loss while the decoder ignores it.
+        init_mass: channel mass at raw output 0 for ``'softplus'``; ``None`` =
+            plain ``softplus(raw)`` (``0.69`` per cell). Ignored by the others.
 
     Returns:
         Tensor of the same shape, ``>= 0``.
     """
+    if mode == 'softplus':
+        if init_mass is None:
+            return F.softplus(heatmaps)
+        cells = heatmaps.shape[-1] * heatmaps.shape[-2]
+        return F.softplus(heatmaps + mass_offset(cells, init_mass))
     if mode == 'relu':
         return torch.relu(heatmaps)
     if mode == 'abs':
         return heatmaps.abs()
-    if mode == 'softplus':
-        return torch.nn.functional.softplus(heatmaps)
     raise ValueError(f'unknown non-negativity mode {mode!r}; choose one of {NONNEG_MODES}')
 
 
@@ -70,7 +95,8 @@ def joint_transport_losses(density: Tensor, kernels: Tensor) -> Tensor:
 def joint_transport_loss(heatmaps: Tensor,
                          kernels: Tensor,
                          weights: Tensor,
-                         nonneg: str = 'relu') -> Tensor:
+                         nonneg: str = DEFAULT_NONNEG,
+                         init_mass: Optional[float] = 1.0) -> Tensor:
     """Weighted mean of the per-joint transport losses of a batch.
 
     Args:
@@ -78,13 +104,34 @@ def joint_transport_loss(heatmaps: Tensor,
         kernels: ``(B, J, h, w)`` per-joint foreground kernels ``K_fg``.
         weights: ``(B, J)`` per-joint weights (keypoint visibility times
             "joint inside the crop"; 0 drops a joint).
-        nonneg: how the raw heatmaps are made non-negative, see
+        nonneg, init_mass: how the raw heatmaps become mass, see
             :func:`nonnegative`.
 
     Returns:
         Scalar: ``sum_{b,j} w_bj l_bj / (B * J)`` (the normalisation of MMPose's
         ``KeypointMSELoss`` with target weights: a mean over all joint slots).
+        Each visible joint contributes at most ~2 (all mass misplaced) and 0 when
+        its unit mass lies where ``K_fg = 1``.
     """
-    losses = joint_transport_losses(nonnegative(heatmaps, nonneg), kernels)
+    losses = joint_transport_losses(nonnegative(heatmaps, nonneg, init_mass), kernels)
     w = weights.to(losses.dtype).reshape(losses.shape)
     return (losses * w).sum() / max(losses.numel(), 1)
+
+
+def peak_mass(density: Tensor, radius: int = 2) -> Tensor:
+    """Mass within ``radius`` cells (a ``(2r+1)^2`` window) of each channel's
+    maximum: a keypoint score on MMPose's scale (a confident joint holds ~1,
+    like an MSE heatmap's peak value; an uncertain one spreads its mass out).
+
+    Args:
+        density: ``(B, J, h, w)`` non-negative mass per cell.
+        radius: window half-size in heatmap cells.
+
+    Returns:
+        ``(B, J)`` scores.
+    """
+    b, j, h, w = density.shape
+    window = F.avg_pool2d(density.reshape(b * j, 1, h, w), 2 * radius + 1, stride=1,
+                          padding=radius, count_include_pad=True) * (2 * radius + 1) ** 2
+    flat = density.reshape(b * j, -1).argmax(-1)
+    return window.reshape(b * j, -1).gather(1, flat[:, None]).reshape(b, j)

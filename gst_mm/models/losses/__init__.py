@@ -1,4 +1,6 @@
-"""Registered counting losses: GST's L_BT and the baselines it is compared against."""
+"""Registered losses: counting (GST's L_BT and its baselines) and pose heatmap losses."""
 from .counting_losses import BayesianLoss, DMCountLoss, GSTLoss, PseudoDensityL2Loss, UOTLoss
+from .pose_losses import HeatmapOTLoss
 
-__all__ = ['GSTLoss', 'PseudoDensityL2Loss', 'BayesianLoss', 'DMCountLoss', 'UOTLoss']
+__all__ = ['GSTLoss', 'PseudoDensityL2Loss', 'BayesianLoss', 'DMCountLoss', 'UOTLoss',
+           'HeatmapOTLoss']
