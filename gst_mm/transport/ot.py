@@ -205,8 +205,9 @@ def _grid_lse(x: Tensor, cost_h: Tensor, cost_w: Tensor, eps: float, chunk: int)
 
     While ``(max(h, w) - 1)^2 / eps < 700`` (:data:`_MIN_LOG_GIBBS`), each 1-D
     log-sum-exp is a matrix product with the Gibbs kernel ``exp(-C / eps)`` in
-    float64 after subtracting the row maximum (exact: every sum keeps its maximal term, so nothing underflows to 0);
-    otherwise a direct broadcast log-sum-exp, in ``chunk``-slice blocks.
+    float64 after subtracting the row maximum (exact: every sum keeps its maximal
+    term, so nothing underflows to 0); otherwise a direct broadcast log-sum-exp in
+    blocks of ``chunk`` slices.
     """
     if max(float(cost_h.max()), float(cost_w.max())) / eps < -_MIN_LOG_GIBBS:
         kh = torch.exp(-cost_h.double() / eps)
