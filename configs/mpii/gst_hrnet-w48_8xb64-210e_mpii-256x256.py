@@ -24,7 +24,7 @@ model = dict(
         type='gst_mm.GSTHeatmapHead',
         transport_weight=1.0,
         mse_weight=0.0,
-        nonneg='softplus'))
+        nonneg='softmax'))
 
 train_pipeline = [
     dict(type='LoadImage'),

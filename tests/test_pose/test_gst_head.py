@@ -46,7 +46,9 @@ def _direct_loss(heat, samples, nonneg):
             k = s.gt_fields.gst_kernels[j].double()
             w = float(s.gt_instance_labels.keypoint_weights[0, j]) * float(k.sum() > 0)
             d = heat[b, j].double()
-            if nonneg == 'softplus':  # unit mass at raw 0: softplus(h + log(expm1(1 / cells)))
+            if nonneg == 'softmax':  # a distribution over the cells
+                d = torch.exp(d) / torch.exp(d).sum()
+            elif nonneg == 'softplus':  # unit mass at raw 0: softplus(h + log(expm1(1 / cells)))
                 d = torch.log1p(torch.exp(d + np.log(np.expm1(1.0 / d.numel()))))
             else:
                 d = d.clamp_min(0) if nonneg == 'relu' else d.abs()
@@ -54,8 +56,8 @@ def _direct_loss(heat, samples, nonneg):
     return total / count
 
 
-@pytest.mark.parametrize('nonneg,mse_weight', [('softplus', 0.0), ('relu', 0.0), ('abs', 0.0),
-                                               ('softplus', 0.5)])
+@pytest.mark.parametrize('nonneg,mse_weight', [('softmax', 0.0), ('softplus', 0.0),
+                                               ('relu', 0.0), ('abs', 0.0), ('softmax', 0.5)])
 def test_loss_and_gradient_match_direct_computation(registered, nonneg, mse_weight):
     torch.manual_seed(0)
     head = _head(nonneg=nonneg, mse_weight=mse_weight).double()
@@ -65,7 +67,7 @@ def test_loss_and_gradient_match_direct_computation(registered, nonneg, mse_weig
     samples = _samples(2)
     losses = head.loss(feats, samples)
     # each loss term is logged on its own; MMEngine sums the loss_* keys
-    assert set(losses) == {'loss_transport', 'acc_pose', 'joint_mass'} | (
+    assert set(losses) == {'loss_transport', 'acc_pose', 'joint_mass', 'mass_on_joint'} | (
         {'loss_mse'} if mse_weight else set())
     total = sum(v for k, v in losses.items() if k.startswith('loss'))
     (g_head, ) = torch.autograd.grad(total, feats[0])

@@ -19,7 +19,7 @@ def _direct(heat, kern, weights, mode):
         for ji in range(j):
             d = heat[bi, ji]
             # softplus: unit channel mass at raw 0 (offset log(expm1(1 / cells)))
-            d = {'relu': d.clamp_min(0), 'abs': d.abs(),
+            d = {'relu': d.clamp_min(0), 'abs': d.abs(), 'softmax': d.exp() / d.exp().sum(),
                  'softplus': torch.log1p(torch.exp(d + math.log(math.expm1(1 / (h * w)))))
                  }[mode]
             k = kern[bi, ji]
@@ -29,7 +29,7 @@ def _direct(heat, kern, weights, mode):
     return total / (b * j)
 
 
-@pytest.mark.parametrize('mode', ['relu', 'abs', 'softplus'])
+@pytest.mark.parametrize('mode', ['softmax', 'relu', 'abs', 'softplus'])
 def test_loss_and_gradient_match_direct_computation(mode):
     g = torch.Generator().manual_seed(0)
     heat = (torch.randn(2, 3, 5, 6, generator=g, dtype=torch.float64) * 0.2)

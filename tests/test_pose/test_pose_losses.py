@@ -23,20 +23,29 @@ def _grid_cost(h, w):
     return ((pts[:, None] - pts[None]) ** 2).sum(-1)
 
 
-def test_softplus_density_holds_init_mass_and_keeps_the_peak():
+def test_densities_hold_unit_mass_and_keep_the_peak():
+    raw = torch.randn(2, 3, 16, 12, dtype=torch.float64) * 3
+    d = nonnegative(raw)  # default: spatial softmax, unit mass whatever the output
+    assert torch.allclose(d.flatten(2).sum(-1), torch.ones(2, 3, dtype=torch.float64))
+    assert torch.equal(d.flatten(2).argmax(-1), raw.flatten(2).argmax(-1))
+    # with unit mass the per-joint loss is 2 (1 - sum K d)
+    kern = torch.rand(2, 3, 16, 12, dtype=torch.float64)
+    from gst_mm.models.heads.joint_transport import joint_transport_losses
+    assert torch.allclose(joint_transport_losses(d, kern),
+                          2 * (1 - (kern * d).flatten(2).sum(-1)))
     raw = torch.zeros(2, 3, 16, 12, dtype=torch.float64)
     d = nonnegative(raw, 'softplus', init_mass=1.0)
     assert torch.allclose(d.flatten(2).sum(-1), torch.ones(2, 3, dtype=torch.float64))
     assert math.isclose(192 * math.log1p(math.exp(mass_offset(192, 0.5))), 0.5, rel_tol=1e-9)
     raw = torch.randn(2, 3, 16, 12, dtype=torch.float64)
-    d = nonnegative(raw, 'softplus')
+    d = nonnegative(raw, 'softplus', init_mass=1.0)
     assert (d > 0).all()
     assert torch.equal(d.flatten(2).argmax(-1), raw.flatten(2).argmax(-1))
     # no cell ever stops passing gradient, unlike relu on all-negative output
     neg = (-5 - raw.abs()).requires_grad_(True)
     kern = torch.zeros_like(raw)
     kern[..., 5:8, 5:8] = 1.0
-    for mode, alive in (('softplus', True), ('relu', False)):
+    for mode, alive in (('softmax', True), ('softplus', True), ('relu', False)):
         (g, ) = torch.autograd.grad(joint_transport_loss(neg, kern, torch.ones(2, 3), mode), neg)
         assert bool((g.abs() > 0).all()) is alive
 
@@ -121,8 +130,8 @@ def _gst_head(**kw):
 def test_mass_scores_live_on_mmpose_scale_and_keep_the_keypoints():
     from mmengine.structures import InstanceData
     from mmpose.structures import PoseDataSample
-    head = _gst_head()
-    raw_head = _gst_head(score='raw')
+    head = _gst_head(nonneg='softplus')
+    raw_head = _gst_head(nonneg='softplus', score='raw')
     raw_head.load_state_dict(head.state_dict())
     # a trained-like output: unit mass in a sigma = 1 cell blob at a known place
     yy, xx = torch.meshgrid(torch.arange(16.), torch.arange(16.), indexing='ij')

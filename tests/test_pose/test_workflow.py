@@ -211,14 +211,16 @@ def test_gstify_file_source_writes_a_portable_base(registered, tmp_path, load_to
     assert cfg.model.head.type == 'gst_mm.GSTHeatmapHead'
 
 
-def test_gstify_loss_ot_keeps_heatmap_head(registered, tmp_path, load_tool):
+def test_gstify_loss_ot_keeps_heatmap_head_layers(registered, tmp_path, load_tool):
     out = tmp_path / 'ot.py'
     load_tool('gstify_config').main([MMPOSE_MPII + 'td-hm_res50_8xb64-210e_mpii-256x256.py',
                                      str(out), '--loss', 'ot'])
     cfg = Config.fromfile(str(out))
-    assert cfg.model.head.type == 'HeatmapHead'
     assert cfg.model.head.loss.to_dict() == dict(type='gst_mm.HeatmapOTLoss')
-    assert cfg.custom_imports.imports == ['gst_mm.models.losses']
+    # HeatmapHead's layers, decoding the softmax density the OT loss sees
+    assert cfg.model.head.type == 'gst_mm.DensityHeatmapHead'
+    assert cfg.model.head.nonneg == 'softmax'
+    assert cfg.custom_imports.imports == ['gst_mm.models.heads', 'gst_mm.models.losses']
     types = [str(s['type']) for s in cfg.train_dataloader.dataset.pipeline]
     assert not any('LoadPoseTransportKernel' in t for t in types)
     assert not any('GSTPrecomputeHook' in str(h.get('type')) for h in cfg.get('custom_hooks', []))

@@ -1,20 +1,22 @@
 """Pose learning benchmark: MSE vs GST vs heatmap OT, random init, 2 CPU cores.
 
-    python tools/benchmark/pose.py [--seeds 0 1 2] [--iters 1500] [--arms mse gst ot]
+    python tools/benchmark/pose.py [--seeds 0 1 2] [--iters 1000] [--arms mse gst ot]
         [--jobs 2] [--mpii-iters 300] [--skip-mpii] [--work-dir work_dirs/bench_pose]
         [--no-doc]
 
-* Synthetic set (``configs/synthetic_pose/``): the same ResNet-18 top-down model
-  (64x64 input, 16x16 heatmaps, random init), data and schedule trained with
+* Synthetic set (``configs/synthetic_pose/``): the same half-width ResNet-18
+  top-down model (64x64 input, 32x32 heatmaps, random init), data and schedule
+  trained with
   MMPose's MSE (``td-hm_...``), GST (``gst_...``) and the heatmap-OT baseline
   (``ot_...``); held-out PCK@0.2 / 0.1 / 0.05 (normalised by the box size) on the
   val split, per seed.
-* Overfit check: the same three arms on the 5 MPII sample images (128x128 input),
-  trained and evaluated on those images (PCKh@0.5 with head boxes from the
-  neck/head-top joints, :func:`gst_mm.utils.mpii.write_mpii_headboxes`).
+* Overfit check: the same three arms on the 5 MPII sample images
+  (128x128 input, 64x64 heatmaps) trained and evaluated on those images (PCKh@0.5,
+  head boxes from the neck/head-top joints,
+  :func:`gst_mm.utils.mpii.write_mpii_headboxes`).
 * Health of every GST run, from the raw per-step values (not the smoothed log):
   the collapse guard's warnings, the smallest per-step ``joint_mass`` and the first
-  / last 50-step means of the raw transport loss.
+  / last 50-step means of the raw transport loss and of ``mass_on_joint``.
 * Step time: one model step (forward, loss, backward, Adam) per arm, measured in a
   timing pass with one job alone on the machine (``--jobs`` runs in parallel do
   not time); targets GST / MSE <= 1.15, OT / GST reported.
@@ -37,9 +39,11 @@ from typing import Dict, List
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
-CONFIGS = dict(mse='td-hm_res18_1xb32-1500it_synthetic-64x64.py',
-               gst='gst_res18_1xb32-1500it_synthetic-64x64.py',
-               ot='ot_res18_1xb32-1500it_synthetic-64x64.py')
+CONFIGS = dict(mse='td-hm_res18-half_1xb32-1000it_synthetic-64x64.py',
+               gst='gst_res18-half_1xb32-1000it_synthetic-64x64.py',
+               ot='ot_res18-half_1xb32-1000it_synthetic-64x64.py')
+#: ablation arms: the GST config with another non-negativity map (docs/pose.md)
+ABLATIONS = {'gst-relu': dict(nonneg='relu'), 'gst-softplus': dict(nonneg='softplus')}
 MPII_SAMPLE = osp.join(osp.dirname(ROOT), 'shared', 'data', 'mpii_sample')
 WARMUP = 5
 
@@ -47,8 +51,11 @@ WARMUP = 5
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    p.add_argument('--arms', nargs='+', default=['mse', 'gst', 'ot'], choices=list(CONFIGS))
-    p.add_argument('--iters', type=int, default=1500, help='training steps per run')
+    p.add_argument('--arms', nargs='+', default=['mse', 'gst', 'ot'],
+                   choices=list(CONFIGS) + list(ABLATIONS))
+    p.add_argument('--ablation-seeds', type=int, nargs='*', default=[0],
+                   help='seeds of the gst-relu / gst-softplus ablation runs (none: skip)')
+    p.add_argument('--iters', type=int, default=1000, help="training steps per run")
     p.add_argument('--num-train', type=int, default=400)
     p.add_argument('--num-val', type=int, default=100)
     p.add_argument('--jobs', type=int, default=2, help='runs in parallel (1 thread each)')
@@ -108,8 +115,9 @@ def _set_paths(cfg, data_root: str, cache_dir: str) -> None:
 
 
 def _mpii(cfg, headbox: str) -> None:
-    """Turn a synthetic config into the MPII overfit check (5 images, 128x128)."""
-    codec = dict(type='MSRAHeatmap', input_size=(128, 128), heatmap_size=(32, 32), sigma=1)
+    """Turn a synthetic config into the MPII overfit check (5 images, 128x128 input,
+    64x64 heatmaps: the same stride 2 as the synthetic model)."""
+    codec = dict(type='MSRAHeatmap', input_size=(128, 128), heatmap_size=(64, 64), sigma=2)
     cfg.model.head.out_channels = 16
     cfg.model.head.decoder = codec
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
@@ -138,7 +146,9 @@ def run_one(arm: str, seed: int, iters: int, data_root: str, work_dir: str,
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'synthetic_pose', CONFIGS[arm]))
+    base = 'gst' if arm in ABLATIONS else arm
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'synthetic_pose', CONFIGS[base]))
+    cfg.model.head.update(ABLATIONS.get(arm, {}))
     tag = f"{'mpii' if mpii_headbox else 'synth'}_{arm}_seed{seed}" + ('' if test else '_timing')
     cfg.work_dir = osp.join(work_dir, tag)
     cfg.experiment_name = tag
@@ -166,16 +176,18 @@ def run_one(arm: str, seed: int, iters: int, data_root: str, work_dir: str,
     steps = rec.steps[WARMUP:] or rec.steps
     out = dict(arm=arm, seed=seed, data='mpii' if mpii_headbox else 'synthetic',
                step_s=statistics.median(steps), train_wall_s=wall)
-    loss_key = 'loss_transport' if arm == 'gst' else 'loss_kpt'
+    loss_key = 'loss_transport' if base == 'gst' else 'loss_kpt'
     losses = [r[loss_key] for r in rec.rows if loss_key in r]
     if losses:
         out.update(loss_first50=statistics.mean(losses[:50]),
                    loss_last50=statistics.mean(losses[-50:]))
-    if arm == 'gst':
+    if base == 'gst':
         head = runner.model.head
+        on_joint = [r['mass_on_joint'] for r in rec.rows]
         out.update(collapse_warnings=sorted(head._warned),
                    min_joint_mass=min(r['joint_mass'] for r in rec.rows),
-                   last_joint_mass=statistics.mean(r['joint_mass'] for r in rec.rows[-50:]))
+                   mass_on_joint_first50=statistics.mean(on_joint[:50]),
+                   mass_on_joint_last50=statistics.mean(on_joint[-50:]))
     if test:
         metrics = runner.test()
         if mpii_headbox:
@@ -201,7 +213,7 @@ def run_many(jobs: List[tuple], n_proc: int) -> List[Dict]:
 
 def summarise(runs: List[Dict], timing: List[Dict]) -> Dict:
     out: Dict = {}
-    for arm in sorted({r['arm'] for r in runs}):
+    for arm in sorted({r['arm'] for r in runs}, key=lambda a: (a in ABLATIONS, a)):
         synth = [r for r in runs if r['arm'] == arm and r['data'] == 'synthetic']
         mpii = [r for r in runs if r['arm'] == arm and r['data'] == 'mpii']
         s: Dict = {}
@@ -221,8 +233,10 @@ def summarise(runs: List[Dict], timing: List[Dict]) -> Dict:
 
 def append_doc(record: Dict) -> None:
     s = record['summary']
-    arms = [a for a in ('mse', 'gst', 'ot') if a in s]
-    names = dict(mse='MSE (MMPose)', gst='GST', ot='heatmap OT')
+    names = dict(mse='MSE (MMPose)', gst='GST', ot='heatmap OT', **{
+        'gst-relu': "GST, nonneg='relu' (ablation)",
+        'gst-softplus': "GST, nonneg='softplus' (ablation)"})
+    arms = [a for a in names if a in s]
 
     def cell(arm, key, fmt='{:.1f}'):
         v = s[arm].get(key)
@@ -235,7 +249,8 @@ def append_doc(record: Dict) -> None:
     lines = ['', f"## pose learning: MSE vs GST vs heatmap OT, {record['date']}", '',
              f"`python tools/benchmark/pose.py` on {record['machine']}; {record['jobs']} runs "
              f"in parallel, 1 torch thread each; {record['iters']} steps of batch 32 per "
-             f"run, random-init ResNet-18, 64x64 input, 16x16 heatmaps; synthetic set "
+             f"run, random-init half-width ResNet-18, 64x64 input, 32x32 heatmaps; "
+             "synthetic set "
              f"{record['num_train']} train / {record['num_val']} held-out images; seeds "
              f"{record['seeds']}. Step time: a separate pass, one run alone, 1 thread.", '',
              '| arm | PCK@0.2 | PCK@0.1 | PCK@0.05 | MPII overfit PCKh@0.5 | step (s) |',
@@ -245,10 +260,12 @@ def append_doc(record: Dict) -> None:
                      f'{cell(a, "PCK@0.05")} | {cell(a, "mpii_PCKh")} | '
                      f'{cell(a, "step_s", "{:.3f}")} |')
     lines += ['', 'GST runs (raw per-step values): ' + '; '.join(
-        f"seed {r['seed']} {r['data']}: guard warnings {r['collapse_warnings'] or 'none'}, "
+        f"{r['arm']} seed {r['seed']} {r['data']}: guard warnings "
+        f"{r['collapse_warnings'] or 'none'}, "
         f"min joint mass {r['min_joint_mass']:.3f}, loss first/last 50 steps "
-        f"{r['loss_first50']:.3f} / {r['loss_last50']:.3f}"
-        for r in record['runs'] if r['arm'] == 'gst') + '.', '']
+        f"{r['loss_first50']:.3f} / {r['loss_last50']:.3f}, mass on joint "
+        f"{r['mass_on_joint_first50']:.3f} / {r['mass_on_joint_last50']:.3f}"
+        for r in record['runs'] if r['arm'].startswith('gst')) + '.', '']
     targets = record.get('targets', {})
     if targets:
         lines += ['Targets: ' + '; '.join(f'{k}: {v}' for k, v in targets.items()) + '.', '']
@@ -273,6 +290,8 @@ def main(argv=None):
         run_one('gst', 0, 1, data_root, args.work_dir, test=False)
     t0 = time.perf_counter()
     jobs = [(a, s, args.iters, data_root, args.work_dir) for s in args.seeds for a in args.arms]
+    jobs += [(a, s, args.iters, data_root, args.work_dir) for s in args.ablation_seeds
+             for a in ABLATIONS if a not in args.arms]
     mpii_root = MPII_SAMPLE.rstrip('/') + '/'
     if not args.skip_mpii and osp.isdir(MPII_SAMPLE):
         headbox = write_mpii_headboxes(
@@ -291,6 +310,9 @@ def main(argv=None):
         g, m = summary['gst'], summary['mse']
         targets['no GST run collapses'] = all(
             not r['collapse_warnings'] for r in runs if r['arm'] == 'gst')
+        targets['ablation runs with guard warnings'] = ', '.join(
+            f"{r['arm']} seed {r['seed']}: {len(r['collapse_warnings'])} channels"
+            for r in runs if r['arm'] in ABLATIONS) or 'none run'
         if 'PCK@0.2' in g:
             targets['synthetic PCK@0.2 GST >= 0.98 x MSE'] = (
                 f"{g['PCK@0.2'] / m['PCK@0.2']:.3f} x, met: {g['PCK@0.2'] >= 0.98 * m['PCK@0.2']}")

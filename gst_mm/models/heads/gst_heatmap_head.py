@@ -6,36 +6,27 @@ from typing import Optional, Tuple
 
 import torch
 from mmengine.logging import print_log
-from mmpose.evaluation.functional import pose_pck_accuracy
-from mmpose.models.heads import HeatmapHead
-from mmpose.utils.tensor_utils import to_numpy
 from mmpose.utils.typing import ConfigType, OptSampleList
 from torch import Tensor
 
 from gst_mm.registry import MODELS
 
-from .joint_transport import (
-    DEFAULT_NONNEG,
-    NONNEG_MODES,
-    joint_transport_losses,
-    nonnegative,
-    peak_mass,
-)
+from .density_heatmap_head import DensityHeatmapHead
+from .joint_transport import DEFAULT_NONNEG, joint_transport_losses
 
 #: results / ``gt_fields`` key under which the pose transform stores the kernels.
 KERNEL_KEY = 'gst_kernels'
-SCORE_MODES = ('mass', 'raw')
 
 
 @MODELS.register_module()
-class GSTHeatmapHead(HeatmapHead):
+class GSTHeatmapHead(DensityHeatmapHead):
     """A :class:`mmpose.models.heads.HeatmapHead` whose loss is GST's per-joint
     transport loss (method.md 5).
 
-    Forward and decode are HeatmapHead's own, so flip test, ``shift_heatmap``,
+    Forward is HeatmapHead's own, so flip test, ``shift_heatmap``,
     ``output_heatmaps`` and ``MpiiPCKAccuracy`` work unchanged and a checkpoint
-    of either head loads into the other. Only the keypoint *scores* differ (see
-    ``score``).
+    of either head loads into the other; decoding and keypoint scores read the
+    density (:class:`DensityHeatmapHead`).
 
     Training needs ``gt_fields.gst_kernels (J, h, w)`` per sample (produced by
     :class:`gst_mm.datasets.transforms.LoadPoseTransportKernel`, placed after
@@ -53,8 +44,10 @@ class GSTHeatmapHead(HeatmapHead):
     head's ``loss`` module, ``KeypointMSELoss`` by default, on MMPose's Gaussian
     targets: ~1e-3, three orders of magnitude below the transport term).
     MMEngine sums every ``loss*`` key. Also logged: ``acc_pose`` (MMPose's PCK
-    on the targets) and ``joint_mass`` (mean mass per visible joint channel;
-    ~1 when healthy, 0 for a dead model).
+    on the targets), ``joint_mass`` (mean mass per visible joint channel: 1 by
+    construction for ``softmax``, 0 for a dead ``relu`` model) and
+    ``mass_on_joint`` (mean ``sum K_fg d``: the mass transported to the joint,
+    rising towards 1 as the model learns).
 
     Collapse guard: a joint channel whose mass stays below ``dead_mass`` on every
     visible sample for ``collapse_window`` consecutive training steps triggers a
@@ -64,18 +57,14 @@ class GSTHeatmapHead(HeatmapHead):
         transport_weight: weight of the transport term.
         mse_weight: weight of the MSE term (0 = pure GST, the paper's setting;
             the MSE module is then not evaluated).
-        nonneg: ``'softplus'`` (default), ``'relu'`` or ``'abs'``: how raw
-            heatmaps become non-negative mass (see
+        nonneg: ``'softmax'`` (default), ``'softplus'``, ``'relu'`` or ``'abs'``:
+            how raw heatmaps become non-negative mass (see
             :func:`gst_mm.models.heads.joint_transport.nonnegative`). Decoding
             reads the raw heatmap; every mode keeps its argmax where it is > 0.
         init_mass: mass a channel holds when the raw output is 0 (``softplus``
             only; ``None`` = plain softplus).
-        score: ``'mass'`` (default): a keypoint's score is the mass within
-            ``score_radius`` cells of its peak (:func:`peak_mass`; ~1 for a
-            confident joint, MMPose's scale, so ``keypoint_score_thr`` and
-            ``kpt_thr`` of MMPose configs keep their meaning); ``'raw'``:
-            HeatmapHead's (the raw heatmap's maximum).
-        score_radius: window half-size in heatmap cells for ``'mass'``.
+        score, score_radius: keypoint scores, see :class:`DensityHeatmapHead`
+            (default: the mass around the peak, on MMPose's 0-1 scale).
         dead_mass, collapse_window: collapse-guard threshold (mass units) and
             window (training steps; MMEngine's default logging interval).
         **kwargs: every :class:`HeatmapHead` argument.
@@ -92,31 +81,16 @@ class GSTHeatmapHead(HeatmapHead):
                  dead_mass: float = 1e-3,
                  collapse_window: int = 50,
                  **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        if nonneg not in NONNEG_MODES:
-            raise ValueError(f'GSTHeatmapHead: nonneg must be one of {NONNEG_MODES}, '
-                             f'got {nonneg!r}')
-        if score not in SCORE_MODES:
-            raise ValueError(f'GSTHeatmapHead: score must be one of {SCORE_MODES}, '
-                             f'got {score!r}')
+        super().__init__(*args, nonneg=nonneg, init_mass=init_mass, score=score,
+                         score_radius=score_radius, **kwargs)
         if transport_weight < 0 or mse_weight < 0:
             raise ValueError('GSTHeatmapHead: loss weights must be >= 0')
-        if init_mass is not None and init_mass <= 0:
-            raise ValueError(f'GSTHeatmapHead: init_mass must be > 0 or None, got {init_mass}')
         self.transport_weight = float(transport_weight)
         self.mse_weight = float(mse_weight)
-        self.nonneg = nonneg
-        self.init_mass = None if init_mass is None else float(init_mass)
-        self.score = score
-        self.score_radius = int(score_radius)
         self.dead_mass = float(dead_mass)
         self.collapse_window = int(collapse_window)
         self._dead_steps: Optional[Tensor] = None  # consecutive dead steps per channel
         self._warned: set = set()
-
-    def density(self, heatmaps: Tensor) -> Tensor:
-        """Raw heatmaps ``(B, J, h, w)`` -> mass per cell (the transport loss's ``d``)."""
-        return nonnegative(heatmaps, self.nonneg, self.init_mass)
 
     @staticmethod
     def _stack_field(batch_data_samples, key: str) -> Tensor:
@@ -165,7 +139,7 @@ class GSTHeatmapHead(HeatmapHead):
                 f'GSTHeatmapHead: heatmap channel {j} has held less than {self.dead_mass} '
                 f'mass (of 1) on every sample for {int(steps[j])} steps: the channel is '
                 f"dead (nonneg='{self.nonneg}'). The loss of this joint has no gradient; "
-                "use nonneg='softplus' (the default) or restart from a checkpoint "
+                "use nonneg='softmax' (the default) or restart from a checkpoint "
                 'before the collapse.', logger='current', level=logging.WARNING)
 
     def loss(self,
@@ -175,7 +149,7 @@ class GSTHeatmapHead(HeatmapHead):
         """Transport (+ optional MSE) loss terms and PCK accuracy of a batch.
 
         Returns:
-            ``dict(loss_transport, [loss_mse,] acc_pose, joint_mass)``.
+            ``dict(loss_transport, [loss_mse,] acc_pose, joint_mass, mass_on_joint)``.
         """
         pred_fields = self.forward(feats)
         kernels = self._stack_field(batch_data_samples, KERNEL_KEY).to(pred_fields)
@@ -200,29 +174,10 @@ class GSTHeatmapHead(HeatmapHead):
             if self.training:
                 self.collapse_guard(mass, weights)
             used = weights > 0
-            joint_mass = mass[used].mean() if used.any() else mass.new_zeros(())
-        losses['joint_mass'] = joint_mass
+            on_joint = (kernels * density).flatten(2).sum(-1)
+            zero = mass.new_zeros(())
+            losses['joint_mass'] = mass[used].mean() if used.any() else zero
+            losses['mass_on_joint'] = on_joint[used].mean() if used.any() else zero
         if train_cfg.get('compute_acc', True):
-            _, avg_acc, _ = pose_pck_accuracy(
-                output=to_numpy(pred_fields),
-                target=to_numpy(gt_heatmaps),
-                mask=to_numpy(keypoint_weights) > 0)
-            losses['acc_pose'] = torch.tensor(avg_acc, device=gt_heatmaps.device)
+            losses['acc_pose'] = self.pose_accuracy(pred_fields, gt_heatmaps, keypoint_weights)
         return losses
-
-    def predict(self, feats, batch_data_samples: OptSampleList, test_cfg: ConfigType = {}):
-        """HeatmapHead's prediction (flip test included); with ``score='mass'`` each
-        keypoint's score is replaced by the mass around its heatmap peak."""
-        if self.score == 'raw':
-            return super().predict(feats, batch_data_samples, test_cfg)
-        cfg = dict(test_cfg)
-        cfg['output_heatmaps'] = True
-        preds, fields = super().predict(feats, batch_data_samples, cfg)
-        heatmaps = torch.stack([f.heatmaps for f in fields])
-        scores = peak_mass(self.density(heatmaps), self.score_radius)
-        for pred, s in zip(preds, to_numpy(scores)):
-            pred.keypoint_scores = s.reshape(pred.keypoint_scores.shape).astype(
-                pred.keypoint_scores.dtype)
-        if test_cfg.get('output_heatmaps', False):
-            return preds, fields
-        return preds

@@ -25,7 +25,7 @@ from torch import Tensor
 
 #: non-negativity maps; the first is the default (docs/pose.md, "Loss, density
 #: and keypoint scores", has the measurements behind the choice).
-NONNEG_MODES = ('softplus', 'relu', 'abs')
+NONNEG_MODES = ('softmax', 'softplus', 'relu', 'abs')
 DEFAULT_NONNEG = NONNEG_MODES[0]
 
 
@@ -43,22 +43,32 @@ def nonnegative(heatmaps: Tensor, mode: str = DEFAULT_NONNEG,
 
     Args:
         heatmaps: raw network output, any shape ending in ``(h, w)``.
-        mode: ``'softplus'`` (default): ``d = softplus(raw + c)`` with ``c`` from
+        mode: ``'softmax'`` (default): a spatial softmax per channel, so every
+            channel is a distribution over the heatmap cells (unit mass, the
+            source ``P_X`` of the paper's Theorem 1) and the per-joint loss
+            becomes ``2 (1 - sum K_fg d)``: it cannot lose its mass, has no
+            uniform "lower everything" direction, and keeps the raw argmax.
+            ``'softplus'``: ``d = softplus(raw + c)`` with ``c`` from
             :func:`mass_offset`, so a raw output near 0 (every freshly
             initialised MMPose head) holds ``init_mass`` per channel, spread
             evenly, and the map is smooth and strictly increasing: it never
-            stops passing gradient and keeps the raw heatmap's argmax.
+            stops passing gradient and keeps the raw heatmap's argmax, but from
+            random init it drifts to a low-mass plateau (docs/pose.md).
             ``'relu'``: negative cells count as zero mass; from random init the
             background term pushes every cell below 0 within a few steps and the
             loss then has no gradient (a dead channel, see docs/pose.md).
             ``'abs'``: the counting model's choice (method.md 1); a large
             negative peak satisfies the loss while the decoder ignores it.
         init_mass: channel mass at raw output 0 for ``'softplus'``; ``None`` =
-            plain ``softplus(raw)`` (``0.69`` per cell). Ignored by the others.
+            plain ``softplus(raw)`` (``0.69`` per cell). Ignored by the others
+            (``'softmax'`` always has unit mass).
 
     Returns:
         Tensor of the same shape, ``>= 0``.
     """
+    if mode == 'softmax':
+        flat = heatmaps.flatten(-2)
+        return torch.softmax(flat, -1).reshape(heatmaps.shape)
     if mode == 'softplus':
         if init_mass is None:
             return F.softplus(heatmaps)

@@ -1,18 +1,19 @@
 """Top-down heatmap model (MMPose's MSE recipe) on the synthetic landmark set.
 
 The pose learning benchmark's plain arm (tools/benchmark/pose.py): a random-init
-ResNet-18 with MMPose's HeatmapHead, 64x64 input, 16x16 heatmaps, trained
-iteration-based on the CPU. Data: ``python tools/make_synthetic_pose.py
-data/synthetic_pose`` (11 landmarks per figure, COCO format). Its GST version is
-``gst_res18_...`` (tools/gstify_config.py output) and its OT version ``ot_res18_...``.
+half-width ResNet-18 (base_channels 32) with MMPose's HeatmapHead, 64x64 input,
+32x32 heatmaps (stride 2), trained iteration-based on the CPU. Data:
+``python tools/make_synthetic_pose.py data/synthetic_pose`` (11 landmarks per figure,
+COCO format). Its GST version is ``gst_res18-half_...`` (the changes
+tools/gstify_config.py makes) and its OT version ``ot_res18-half_...`` (``--loss ot``).
 """
 default_scope = 'mmpose'
 custom_imports = dict(imports=['gst_mm.datasets'], allow_failed_imports=False)
 
 data_root = 'data/synthetic_pose/'
 input_size = (64, 64)
-heatmap_size = (16, 16)
-max_iters = 1500
+heatmap_size = (32, 32)
+max_iters = 1000
 
 train_cfg = dict(by_epoch=False, max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict()
@@ -47,13 +48,13 @@ model = dict(
     type='TopdownPoseEstimator',
     data_preprocessor=dict(type='PoseDataPreprocessor', mean=[123.675, 116.28, 103.53],
                            std=[58.395, 57.12, 57.375], bgr_to_rgb=True),
-    backbone=dict(type='ResNet', depth=18),
+    backbone=dict(type='ResNet', depth=18, base_channels=32, stem_channels=32),
     head=dict(
         type='HeatmapHead',
-        in_channels=512,
+        in_channels=256,
         out_channels=11,
-        deconv_out_channels=(128, 128, 128),
-        deconv_kernel_sizes=(4, 4, 4),
+        deconv_out_channels=(64, 64, 64, 64),
+        deconv_kernel_sizes=(4, 4, 4, 4),
         loss=dict(type='KeypointMSELoss', use_target_weight=True),
         decoder=codec),
     test_cfg=dict(flip_test=True, flip_mode='heatmap', shift_heatmap=True))

@@ -1,10 +1,10 @@
-"""GST version of td-hm_res18_1xb32-1500it_synthetic-64x64.py.
+"""GST version of td-hm_res18-half_1xb32-1000it_synthetic-64x64.py.
 
 The same model, data and schedule, with GST's per-joint transport loss
 (gst_mm.GSTHeatmapHead), the kernel transform in the train pipeline and the
 Gaussian precompute hook (method.md 5).
 """
-_base_ = ['./td-hm_res18_1xb32-1500it_synthetic-64x64.py']
+_base_ = ['./td-hm_res18-half_1xb32-1000it_synthetic-64x64.py']
 
 custom_imports = dict(
     imports=['gst_mm.datasets', 'gst_mm.models.heads',
@@ -16,9 +16,9 @@ gaussian_cache_dir = data_root + 'gst_cache'
 gaussian_data_root = data_root
 
 model = dict(head=dict(type='gst_mm.GSTHeatmapHead', transport_weight=1.0, mse_weight=0.0,
-                       nonneg='softplus'))
+                       nonneg='softmax'))
 
-codec = dict(type='MSRAHeatmap', input_size=(64, 64), heatmap_size=(16, 16), sigma=1)
+codec = dict(type='MSRAHeatmap', input_size=(64, 64), heatmap_size=(32, 32), sigma=1)
 train_pipeline = [
     dict(type='LoadImage'),
     dict(type='GetBBoxCenterScale', padding=1.0),
@@ -27,7 +27,7 @@ train_pipeline = [
     dict(type='TopdownAffine', input_size=(64, 64)),
     dict(type='GenerateTarget', encoder=codec),
     dict(type='gst_mm.LoadPoseTransportKernel', cache_dir=gaussian_cache_dir,
-         data_root=gaussian_data_root, stride=4),
+         data_root=gaussian_data_root, stride=2),
     dict(type='PackPoseInputs'),
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
