@@ -26,6 +26,7 @@ bench: setup
 	$(PY) tools/benchmark/splatting.py
 	$(PY) tools/benchmark/losses.py
 	$(PY) tools/benchmark/data_pipeline.py
+	$(PY) tools/benchmark/pose_step.py
 	$(PY) tools/benchmark/pose.py
 	$(PY) tools/benchmark/counting.py
 

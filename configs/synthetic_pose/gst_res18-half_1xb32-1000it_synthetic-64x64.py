@@ -15,8 +15,10 @@ data_root = 'data/synthetic_pose/'
 gaussian_cache_dir = data_root + 'gst_cache'
 gaussian_data_root = data_root
 
+# random init: 100 MSE warm-up steps, then pure GST (docs/pose.md, "Loss, density
+# and keypoint scores": pure GST from step 0 first learns the image-independent prior)
 model = dict(head=dict(type='gst_mm.GSTHeatmapHead', transport_weight=1.0, mse_weight=0.0,
-                       nonneg='softmax'))
+                       nonneg='softmax', mse_warmup_iters=100))
 
 codec = dict(type='MSRAHeatmap', input_size=(64, 64), heatmap_size=(32, 32), sigma=1)
 train_pipeline = [

@@ -145,9 +145,10 @@ def test_mass_scores_live_on_mmpose_scale_and_keep_the_keypoints():
     assert isinstance(p_mass, InstanceData)
     np.testing.assert_allclose(p_mass.keypoints, p_raw.keypoints)
     np.testing.assert_allclose(p_mass.keypoints[0, 0], [6 * 4, 9 * 4], atol=0.6)
-    # the raw peak is a log-density-like number (~3.8 here: no probability scale);
-    # the mass score is the mass around the peak, ~0.99
-    assert (np.abs(p_raw.keypoint_scores - 3.79) < 0.05).all()
+    # score='raw': the density's peak, 1 / (2 pi sigma^2) = 0.159 for a unit-mass blob
+    # of sigma 1 cell (below CocoMetric's 0.2); the mass score is ~0.99
+    np.testing.assert_allclose(p_raw.keypoint_scores, density.max().item(), rtol=1e-4)
+    assert (p_raw.keypoint_scores < 0.2).all()
     np.testing.assert_allclose(p_mass.keypoint_scores, peak_mass(density[None, None], 2)
                                .expand(1, 3).numpy(), rtol=1e-5)
     assert (p_mass.keypoint_scores > 0.95).all()
@@ -170,3 +171,76 @@ def test_collapse_guard_warns_once_naming_the_dead_channel(capsys):
     for m in (0.0, 0.0, 0.5, 0.0, 0.0):
         head2.collapse_guard(torch.tensor([[m, 1.0, 1.0]]), torch.ones(1, 3))
     assert head2._warned == set()
+
+
+def test_mse_warmup_trains_on_mse_then_hands_over_to_gst():
+    from mmengine.structures import InstanceData, PixelData
+    from mmpose.structures import PoseDataSample
+    head = _gst_head(mse_warmup_iters=2, loss=dict(type='KeypointMSELoss',
+                                                   use_target_weight=True))
+    head.train()
+    g = torch.Generator().manual_seed(0)
+    s = PoseDataSample(metainfo=dict(img_path='a.jpg'))
+    s.gt_fields = PixelData(heatmaps=torch.rand(3, 16, 16, generator=g),
+                            gst_kernels=torch.rand(3, 16, 16, generator=g))
+    s.gt_instance_labels = InstanceData(keypoint_weights=torch.ones(1, 3))
+    feats = (torch.randn(1, 4, 16, 16, generator=g), )
+    steps = [head.loss(feats, [s]) for _ in range(3)]
+    heat = head.forward(feats)
+    mse = ((heat - s.gt_fields.heatmaps[None]) ** 2).mean()
+    for losses in steps[:2]:  # warm-up: MSE only, the transport term carries no weight
+        assert losses['loss_transport'].item() == 0.0
+        assert losses['loss_mse'].item() == pytest.approx(mse.item(), rel=1e-5)
+    assert set(steps[2]) == {'loss_transport', 'acc_pose', 'joint_mass', 'mass_on_joint'}
+    ref = joint_transport_loss(heat, s.gt_fields.gst_kernels[None], torch.ones(1, 3))
+    assert steps[2]['loss_transport'].item() == pytest.approx(ref.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize('score,expect_ap', [('mass', 1.0), ('raw', None)])
+def test_mass_scores_rescore_coco_ap(tmp_path, score, expect_ap):
+    """CocoMetric (keypoint_score_thr 0.2, score = bbox x mean of keypoint scores above
+    it) on a small known case: per image one exact prediction with a confident
+    (concentrated) heatmap and, listed first, one prediction 40 % of the box off with
+    a diffuse heatmap. With mass scores the exact one ranks first: AP = 1. With the
+    density maximum (~0.16 for a confident joint: below the threshold) every
+    instance scores 0 and the tie keeps the wrong one first."""
+    from mmpose.datasets.datasets.utils import parse_pose_metainfo
+    from mmpose.evaluation.metrics import CocoMetric
+
+    from gst_mm.datasets.synthetic_pose import DATASET_INFO, SyntheticPoseConfig, write_split
+    ann = write_split(str(tmp_path), 'val', SyntheticPoseConfig(image_size=96), 3, seed=5)
+    import json
+    coco = json.load(open(ann))
+    head = _gst_head(score=score)  # softmax density
+    yy, xx = torch.meshgrid(torch.arange(16.), torch.arange(16.), indexing='ij')
+
+    def logits(sigma):
+        return (-((xx - 8) ** 2 + (yy - 8) ** 2) / (2 * sigma ** 2)).expand(1, 3, 16, 16)
+
+    scores = {}
+    for name, sigma in (('sharp', 1.0), ('diffuse', 4.0)):
+        head.forward = lambda feats, s=sigma: logits(s)
+        pred = head.predict((torch.zeros(1, 4, 16, 16), ), [None], {})[0]
+        scores[name] = float(pred.keypoint_scores.mean())
+    metric = CocoMetric(ann_file=ann, score_mode='bbox_keypoint', keypoint_score_thr=0.2,
+                        nms_mode='none', outfile_prefix=str(tmp_path / 'coco'))
+    metric.dataset_meta = parse_pose_metainfo(DATASET_INFO)
+    for a in coco['annotations']:
+        kpts = np.asarray(a['keypoints'], np.float32).reshape(1, -1, 3)[..., :2]
+        x, y, w, h = a['bbox']
+        off = kpts + np.float32(0.4 * max(w, h))
+        # CocoMetric keeps one prediction per instance id: the wrong one gets its own
+        for k, s, i in ((off, scores['diffuse'], a['id'] + 1000),
+                        (kpts, scores['sharp'], a['id'])):
+            metric.process([], [dict(id=i, img_id=a['image_id'], category_id=1,
+                                     pred_instances=dict(keypoints=k,
+                                                         keypoint_scores=np.full((1, 11), s)),
+                                     gt_instances=dict(bbox_scores=np.ones(1)),
+                                     raw_ann_info=a)])
+    ap = metric.evaluate(len(coco['annotations']) * 2)['coco/AP']
+    if score == 'mass':
+        assert scores['sharp'] > 0.9 and scores['diffuse'] < 0.3
+        assert ap == pytest.approx(expect_ap)
+    else:
+        assert scores['sharp'] < 0.2  # the density peak of a confident joint
+        assert ap < 0.9

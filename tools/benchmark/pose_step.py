@@ -1,6 +1,6 @@
 """GST vs plain HRNet-W32 on MPII: training-step time and data-pipeline time.
 
-    python tools/benchmark/pose.py [--batch 4] [--steps 5] [--threads 2]
+    python tools/benchmark/pose_step.py [--batch 4] [--steps 5] [--threads 2]
         [--data-root ../shared/data/mpii_sample] [--no-doc]
 
 * Training step: ``model.train_step`` (data preprocessor, forward, loss, backward,
@@ -104,7 +104,7 @@ def append_doc(record):
         '',
         f"## pose: GST vs plain HRNet-W32 (MPII), {record['date']}",
         '',
-        f"`python tools/benchmark/pose.py` on {record['machine']}, "
+        f"`python tools/benchmark/pose_step.py` on {record['machine']}, "
         f"{record['threads']} torch thread(s) for training steps (1 for the data "
         f"pipeline, as in DataLoader workers); batch {record['batch']} of 256x256 crops "
         f"from the MPII sample, median of {record['steps']} interleaved steps; "

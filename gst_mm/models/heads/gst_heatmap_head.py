@@ -57,6 +57,10 @@ class GSTHeatmapHead(DensityHeatmapHead):
         transport_weight: weight of the transport term.
         mse_weight: weight of the MSE term (0 = pure GST, the paper's setting;
             the MSE module is then not evaluated).
+        mse_warmup_iters: the first ``mse_warmup_iters`` training steps train on
+            the head's MSE alone (weight 1; ``loss_transport`` is logged as 0), then
+            GST takes over (docs/pose.md: from random init, pure GST on a spatial
+            softmax first learns the image-independent joint prior).
         nonneg: ``'softmax'`` (default), ``'softplus'``, ``'relu'`` or ``'abs'``:
             how raw heatmaps become non-negative mass (see
             :func:`gst_mm.models.heads.joint_transport.nonnegative`). Decoding
@@ -78,13 +82,16 @@ class GSTHeatmapHead(DensityHeatmapHead):
                  init_mass: Optional[float] = 1.0,
                  score: str = 'mass',
                  score_radius: int = 2,
+                 mse_warmup_iters: int = 0,
                  dead_mass: float = 1e-3,
                  collapse_window: int = 50,
                  **kwargs) -> None:
         super().__init__(*args, nonneg=nonneg, init_mass=init_mass, score=score,
                          score_radius=score_radius, **kwargs)
-        if transport_weight < 0 or mse_weight < 0:
-            raise ValueError('GSTHeatmapHead: loss weights must be >= 0')
+        if transport_weight < 0 or mse_weight < 0 or mse_warmup_iters < 0:
+            raise ValueError('GSTHeatmapHead: loss weights and mse_warmup_iters must be >= 0')
+        self.mse_warmup_iters = int(mse_warmup_iters)
+        self._train_steps = 0  # training-mode loss calls so far (warm-up counter)
         self.transport_weight = float(transport_weight)
         self.mse_weight = float(mse_weight)
         self.dead_mass = float(dead_mass)
@@ -115,6 +122,14 @@ class GSTHeatmapHead(DensityHeatmapHead):
         """``(B, J)`` transport weights: visibility times "kernel present"."""
         present = kernels.flatten(2).sum(-1) > 0
         return keypoint_weights.to(kernels.dtype) * present.to(kernels.dtype)
+
+    def train_iter(self) -> int:
+        """The runner's training iteration (MMEngine's ``RuntimeInfoHook`` puts it in
+        the message hub, so a resumed run continues the warm-up where it stopped);
+        outside a runner, the number of training-mode loss calls so far."""
+        from mmengine.logging import MessageHub
+        it = MessageHub.get_current_instance().get_info('iter')
+        return int(it) if it is not None else self._train_steps
 
     def collapse_guard(self, mass: Tensor, weights: Tensor) -> None:
         """Count, per channel, consecutive steps in which every supervised sample's
@@ -162,12 +177,16 @@ class GSTHeatmapHead(DensityHeatmapHead):
         density = self.density(pred_fields)
         per_joint = joint_transport_losses(density, kernels)
         transport = (per_joint * weights).sum() / max(per_joint.numel(), 1)
-        losses = dict(loss_transport=self.transport_weight * transport)
-        if self.mse_weight > 0:
+        warmup = self.training and self.train_iter() < self.mse_warmup_iters
+        if self.training:
+            self._train_steps += 1
+        # during the MSE warm-up the transport term is logged but not trained on
+        losses = dict(loss_transport=self.transport_weight * transport * (0.0 if warmup else 1.0))
+        if self.mse_weight > 0 or warmup:
             mse = self.loss_module(pred_fields, gt_heatmaps, keypoint_weights)
             if isinstance(mse, dict):
                 mse = sum(mse.values())
-            losses['loss_mse'] = self.mse_weight * mse
+            losses['loss_mse'] = (1.0 if warmup else self.mse_weight) * mse
 
         with torch.no_grad():
             mass = density.flatten(2).sum(-1)
