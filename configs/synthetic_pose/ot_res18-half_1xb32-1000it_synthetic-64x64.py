@@ -12,5 +12,4 @@ custom_imports = dict(imports=['gst_mm.datasets', 'gst_mm.models.heads', 'gst_mm
                       allow_failed_imports=False)
 
 model = dict(head=dict(type='gst_mm.DensityHeatmapHead', nonneg='softmax',
-                       loss=dict(_delete_=True, type='gst_mm.HeatmapOTLoss', eps=1.0,
-                                 num_iters=50)))
+                       loss=dict(_delete_=True, type='gst_mm.HeatmapOTLoss', num_iters=50)))

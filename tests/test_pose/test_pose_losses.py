@@ -185,7 +185,12 @@ def test_mse_warmup_trains_on_mse_then_hands_over_to_gst():
                             gst_kernels=torch.rand(3, 16, 16, generator=g))
     s.gt_instance_labels = InstanceData(keypoint_weights=torch.ones(1, 3))
     feats = (torch.randn(1, 4, 16, 16, generator=g), )
-    steps = [head.loss(feats, [s]) for _ in range(3)]
+    from mmengine.logging import MessageHub
+    hub = MessageHub.get_current_instance()
+    steps = []
+    for it in range(3):  # what MMEngine's RuntimeInfoHook does before each iteration
+        hub.update_info('iter', it)
+        steps.append(head.loss(feats, [s]))
     heat = head.forward(feats)
     mse = ((heat - s.gt_fields.heatmaps[None]) ** 2).mean()
     for losses in steps[:2]:  # warm-up: MSE only, the transport term carries no weight

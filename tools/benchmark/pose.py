@@ -68,8 +68,24 @@ def parse_args(argv=None):
     p.add_argument('--mpii-iters', type=int, default=300)
     p.add_argument('--skip-mpii', action='store_true')
     p.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs', 'bench_pose'))
+    p.add_argument('--reuse-log', help="keep the runs an earlier run's stderr log printed "
+                   "('[bench] {...}' lines) and train only the missing ones")
     p.add_argument('--no-doc', action='store_true', help='do not append to docs/benchmarks.md')
     return p.parse_args(argv)
+
+
+def reused_runs(path) -> Dict[tuple, Dict]:
+    """``(arm, seed, data) -> run`` of the finished, tested runs in a log."""
+    out: Dict[tuple, Dict] = {}
+    if not path:
+        return out
+    with open(path, errors='replace') as f:
+        for line in f:
+            if line.startswith('[bench] {'):
+                r = json.loads(line[len('[bench] '):])
+                if 'PCK@0.2' in r or 'PCKh' in r:
+                    out[(r['arm'], r['seed'], r['data'])] = r
+    return out
 
 
 def _register_recorder():
@@ -306,7 +322,11 @@ def main(argv=None):
         if 'gst' in args.arms:
             run_one('gst', 0, 1, mpii_root, args.work_dir, headbox, test=False)
         jobs += [(a, 0, args.mpii_iters, mpii_root, args.work_dir, headbox) for a in args.arms]
-    runs = run_many(jobs, args.jobs)
+    done = reused_runs(args.reuse_log)
+    key = {5: 'synthetic', 6: 'mpii'}
+    kept = [done[(j[0], j[1], key[len(j)])] for j in jobs if (j[0], j[1], key[len(j)]) in done]
+    jobs = [j for j in jobs if (j[0], j[1], key[len(j)]) not in done]
+    runs = kept + run_many(jobs, args.jobs)
     wall = time.perf_counter() - t0
     timing = [run_one(a, 0, args.timing_iters, data_root, args.work_dir, test=False)
               for a in args.arms]
