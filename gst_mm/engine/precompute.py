@@ -19,6 +19,7 @@ from gst_mm.splatting import (
     default_cache_dir,
     fit_missing,
 )
+from gst_mm.splatting.cache import relative_key
 
 
 def _unwrap(dataset):
@@ -110,10 +111,8 @@ def check_under_root(samples: List[GaussianSample], data_root: str,
     ``gaussian_data_root`` still names the old place), which would otherwise key
     the cache by absolute paths somewhere else.
     """
-    root = osp.abspath(str(data_root))
     for s in samples:
-        rel = osp.relpath(osp.abspath(s.img_path), root)
-        if rel == osp.pardir or rel.startswith(osp.pardir + osp.sep):
+        if relative_key(s.img_path, data_root) is None:
             where = f" (the data set's data_root is {dataset_root!r})" if dataset_root else ''
             raise CacheKeyError(
                 f'image {s.img_path} is outside the Gaussian cache\'s data_root '

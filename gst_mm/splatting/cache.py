@@ -50,6 +50,15 @@ class CacheKeyError(ValueError):
     any fitting."""
 
 
+def relative_key(img_path: str, data_root: str) -> Optional[str]:
+    """``img_path`` relative to ``data_root`` (both made absolute), or ``None`` when
+    the image lies outside it: the one "under the root" rule of cache keys."""
+    rel = osp.relpath(osp.abspath(str(img_path)), osp.abspath(str(data_root)))
+    if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+        return None
+    return rel
+
+
 #: name of the Gaussian cache folder inside a data set's root (the default cache)
 CACHE_DIRNAME = 'gst_cache'
 
@@ -87,11 +96,10 @@ class GaussianCache:
     # ------------------------------------------------------------------ paths
     def key(self, img_path: str) -> str:
         """Relative cache key of an image (``'a/b.jpg'``)."""
-        path = osp.abspath(str(img_path))
         if self.data_root is None:
-            return path.lstrip(os.sep)
-        rel = osp.relpath(path, self.data_root)
-        if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+            return osp.abspath(str(img_path)).lstrip(os.sep)
+        rel = relative_key(img_path, self.data_root)
+        if rel is None:
             raise CacheKeyError(
                 f'{img_path} is not under the Gaussian cache\'s data_root {self.data_root} '
                 '(cache keys are image paths relative to it): the data set\'s data_root and '

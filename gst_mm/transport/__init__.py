@@ -25,6 +25,7 @@ from .losses import (
 )
 from .ot import (
     bayesian_posteriors,
+    fast_path_eps,
     grid_ot_loss,
     grid_sinkhorn,
     pairwise_cost,
@@ -41,7 +42,7 @@ __all__ = [
     'heuristic_kernel', 'point_kernels', 'window_radius', 'batch_mean',
     'batch_transport_loss', 'bayesian_loss', 'dm_count_loss', 'pseudo_density',
     'pseudo_density_l2_loss', 'transport_loss', 'uot_loss', 'bayesian_posteriors',
-    'grid_ot_loss', 'grid_sinkhorn',
+    'fast_path_eps', 'grid_ot_loss', 'grid_sinkhorn',
     'pairwise_cost', 'sinkhorn', 'solve_uot_potential', 'uot_alpha', 'uot_plan',
     'uot_primal_value', 'uot_semi_dual'
 ]

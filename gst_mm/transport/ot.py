@@ -199,19 +199,20 @@ def bayesian_posteriors(points: Tensor, grid_shape: Tuple[int, int], stride: flo
 _MIN_LOG_GIBBS = -700.0
 
 
-def _grid_lse(x: Tensor, cost_h: Tensor, cost_w: Tensor, eps: float, chunk: int) -> Tensor:
+def _grid_lse(x: Tensor, cost_h: Tensor, cost_w: Tensor, eps: float, chunk: int,
+              gibbs: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
     """``out[n, i, j] = LSE_{k, l} (x[n, k, l] - (Ch[i, k] + Cw[j, l]) / eps)`` by two 1-D
     log-sum-exps (the squared-distance cost on a grid is separable); ``x (N, h, w)``.
 
-    While ``(max(h, w) - 1)^2 / eps < 700`` (:data:`_MIN_LOG_GIBBS`), each 1-D
-    log-sum-exp is a matrix product with the Gibbs kernel ``exp(-C / eps)`` in
-    float64 after subtracting the row maximum (exact: every sum keeps its maximal
-    term, so nothing underflows to 0); otherwise a direct broadcast log-sum-exp in
-    blocks of ``chunk`` slices.
+    With ``gibbs = (exp(-Ch / eps), exp(-Cw / eps))`` in float64 (given by
+    :func:`grid_sinkhorn` while ``(max(h, w) - 1)^2 / eps < 700``,
+    :data:`_MIN_LOG_GIBBS`), each 1-D log-sum-exp is a matrix product with the
+    Gibbs kernel after subtracting the row maximum (exact: every sum keeps its
+    maximal term, so nothing underflows to 0); otherwise a direct broadcast
+    log-sum-exp in blocks of ``chunk`` slices.
     """
-    if max(float(cost_h.max()), float(cost_w.max())) / eps < -_MIN_LOG_GIBBS:
-        kh = torch.exp(-cost_h.double() / eps)
-        kw = torch.exp(-cost_w.double() / eps)
+    if gibbs is not None:
+        kh, kw = gibbs
         n, h, w = x.shape
         xd = x.double()
         m = xd.amax(-1, keepdim=True)  # n,k,1
@@ -227,6 +228,13 @@ def _grid_lse(x: Tensor, cost_h: Tensor, cost_w: Tensor, eps: float, chunk: int)
         outs.append(torch.logsumexp(inner[:, None, :, :] - cost_h[None, :, :, None] / eps,
                                     dim=2))  # n,i,j
     return torch.cat(outs)
+
+
+def fast_path_eps(h: int, w: int) -> float:
+    """Smallest ``eps`` (cells^2, at least 1) that keeps :func:`_grid_lse` on its
+    matrix-product path for an ``(h, w)`` grid, with a margin of 50 below the
+    :data:`_MIN_LOG_GIBBS` bound: ``max(1, (max(h, w) - 1)^2 / 650)``."""
+    return max(1.0, (max(h, w) - 1) ** 2 / (-_MIN_LOG_GIBBS - 50.0))
 
 
 def grid_sinkhorn(a: Tensor, b: Tensor, eps: float = 1.0, num_iters: int = 50,
@@ -261,11 +269,14 @@ def grid_sinkhorn(a: Tensor, b: Tensor, eps: float = 1.0, num_iters: int = 50,
     cost_w = (iw[:, None] - iw[None, :]) ** 2
     log_a = torch.log(a.clamp_min(1e-38))
     log_b = torch.log(b.clamp_min(1e-38))
+    gibbs = None
+    if (max(h, w) - 1) ** 2 / eps < -_MIN_LOG_GIBBS:  # fast path: kernels built once
+        gibbs = (torch.exp(-cost_h.double() / eps), torch.exp(-cost_w.double() / eps))
     f = torch.zeros_like(a)
     g = torch.zeros_like(b)
     for _ in range(num_iters):
-        f = -eps * _grid_lse(g / eps + log_b, cost_h, cost_w, eps, chunk)
-        g = -eps * _grid_lse(f / eps + log_a, cost_h, cost_w, eps, chunk)
+        f = -eps * _grid_lse(g / eps + log_b, cost_h, cost_w, eps, chunk, gibbs)
+        g = -eps * _grid_lse(f / eps + log_a, cost_h, cost_w, eps, chunk, gibbs)
     return f, g
 
 

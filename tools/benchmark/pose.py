@@ -303,7 +303,6 @@ def main(argv=None):
     args = parse_args(argv)
     _init_worker(1)
     from gst_mm.datasets.synthetic_pose import SyntheticPoseConfig
-    from gst_mm.engine.precompute import precompute_dataset  # noqa: F401 (import check)
     from gst_mm.utils.mpii import write_mpii_headboxes
     sys.path.insert(0, osp.join(ROOT, 'tools'))
     from make_synthetic_pose import make

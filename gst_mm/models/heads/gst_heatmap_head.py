@@ -12,7 +12,7 @@ from torch import Tensor
 from gst_mm.registry import MODELS
 
 from .density_heatmap_head import DensityHeatmapHead
-from .joint_transport import DEFAULT_NONNEG, joint_transport_losses
+from .joint_transport import DEFAULT_NONNEG, joint_transport_losses, weighted_joint_mean
 
 #: results / ``gt_fields`` key under which the pose transform stores the kernels.
 KERNEL_KEY = 'gst_kernels'
@@ -64,7 +64,7 @@ class GSTHeatmapHead(DensityHeatmapHead):
         nonneg: ``'softmax'`` (default), ``'softplus'``, ``'relu'`` or ``'abs'``:
             how raw heatmaps become non-negative mass (see
             :func:`gst_mm.models.heads.joint_transport.nonnegative`). Decoding
-            reads the raw heatmap; every mode keeps its argmax where it is > 0.
+            and scores read the same density (:class:`DensityHeatmapHead`).
         init_mass: mass a channel holds when the raw output is 0 (``softplus``
             only; ``None`` = plain softplus).
         score, score_radius: keypoint scores, see :class:`DensityHeatmapHead`
@@ -175,12 +175,11 @@ class GSTHeatmapHead(DensityHeatmapHead):
 
         weights = self.joint_weights(kernels, keypoint_weights)
         density = self.density(pred_fields)
-        per_joint = joint_transport_losses(density, kernels)
-        transport = (per_joint * weights).sum() / max(per_joint.numel(), 1)
+        transport = weighted_joint_mean(joint_transport_losses(density, kernels), weights)
         warmup = self.training and self.train_iter() < self.mse_warmup_iters
         if self.training:
             self._train_steps += 1
-        # during the MSE warm-up the transport term is logged but not trained on
+        # during the MSE warm-up the transport term carries weight 0 (logged as 0)
         losses = dict(loss_transport=self.transport_weight * transport * (0.0 if warmup else 1.0))
         if self.mse_weight > 0 or warmup:
             mse = self.loss_module(pred_fields, gt_heatmaps, keypoint_weights)

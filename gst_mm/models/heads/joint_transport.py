@@ -124,6 +124,12 @@ def joint_transport_loss(heatmaps: Tensor,
         its unit mass lies where ``K_fg = 1``.
     """
     losses = joint_transport_losses(nonnegative(heatmaps, nonneg, init_mass), kernels)
+    return weighted_joint_mean(losses, weights)
+
+
+def weighted_joint_mean(losses: Tensor, weights: Tensor) -> Tensor:
+    """``sum_{b,j} w_bj l_bj / (B * J)`` of per-joint losses ``(B, J)``: a mean over
+    all joint slots, like MMPose's ``KeypointMSELoss`` with target weights."""
     w = weights.to(losses.dtype).reshape(losses.shape)
     return (losses * w).sum() / max(losses.numel(), 1)
 

@@ -3,8 +3,10 @@
 :class:`HeatmapOTLoss` is the optimal-transport baseline of the pose benchmark
 (distribution matching between predicted and target heatmaps by entropic OT,
 as in HDM-HPE, Qu et al. 2022). It has the signature of MMPose's
-``KeypointMSELoss``, so a plain ``HeatmapHead`` builds it from
-``loss=dict(type='gst_mm.HeatmapOTLoss')``.
+``KeypointMSELoss``, so a head builds it from ``loss=dict(type='gst_mm.HeatmapOTLoss')``;
+use :class:`gst_mm.models.heads.DensityHeatmapHead` (``nonneg='softmax'``), which
+decodes the softmax this loss trains (MMPose's ``HeatmapHead`` decodes the raw
+logits and drops maxima ``<= 0``).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from gst_mm.registry import MODELS
-from gst_mm.transport import grid_ot_loss
+from gst_mm.transport import fast_path_eps, grid_ot_loss
 
 
 @MODELS.register_module()
@@ -25,13 +27,12 @@ class HeatmapOTLoss(nn.Module):
     softmax of the raw output; the target (MMPose's Gaussian heatmap) is
     normalised to unit sum. The cost is the squared distance in heatmap cells,
     the value is computed by :func:`gst_mm.transport.grid_ot_loss` (log-domain
-    separable Sinkhorn, gradient through the dual potential). The softmax keeps
-    the raw heatmap's argmax, so MMPose's decoder reads the peak as usual.
+    separable Sinkhorn, gradient through the dual potential).
 
     Args:
         eps: entropic regularisation in cells^2; ``None`` (default): the smallest
             value that keeps :func:`gst_mm.transport.grid_sinkhorn` on its fast
-            matrix-product path, ``max(1, (max(h, w) - 1)^2 / 650)`` (1 for heatmaps
+            matrix-product path, :func:`gst_mm.transport.fast_path_eps` (1 for heatmaps
             up to 26 cells, 1.5 for 32x32, 6.1 for 64x64); smaller values work but
             fall back to a direct log-sum-exp ~100x slower.
         num_iters: Sinkhorn iterations.
@@ -69,7 +70,7 @@ class HeatmapOTLoss(nn.Module):
         present = total.squeeze(-1) > 0
         tgt = torch.where(total > 0, tgt / total.clamp_min(1e-12),
                           torch.full_like(tgt, 1.0 / (h * w))).reshape(b * k, h, w)
-        eps = self.eps if self.eps is not None else max(1.0, (max(h, w) - 1) ** 2 / 650.0)
+        eps = self.eps if self.eps is not None else fast_path_eps(h, w)
         ot = grid_ot_loss(pred, tgt, eps, self.num_iters)
         weight = present.to(ot.dtype)
         if self.use_target_weight and target_weights is not None:
