@@ -334,6 +334,29 @@ def test_corrupt_files_reported_and_skipped(tmp_path):
     assert not osp.exists(osp.join(out, ANN_DIR, 'train_0001.json'))
 
 
+def test_truncated_jpeg_reported_and_others_converted(tmp_path):
+    rng = np.random.default_rng(9)
+    src, out = tmp_path / 'src', str(tmp_path / 'out')
+    os.makedirs(src)
+    truth = make_shanghaitech(str(src), rng)
+    bad = src / 'train_data' / 'images' / 'IMG_3.jpg'
+    data = bad.read_bytes()
+    bad.write_bytes(data[:len(data) // 2])  # a copy cut short: no end-of-image marker
+    messages = []
+    summary = C.convert_dataset('shanghaitech', str(src), out, SMALL, progress=False,
+                                val_fraction=0.5, on_message=messages.append)
+    # reported as the image reader words it (one line naming the file), not as a crash
+    assert len(summary.failures) == 1
+    assert summary.failures[0].startswith(f'{bad}: truncated JPEG'), summary.failures
+    assert [m for m in messages if m.startswith('error (skipped)')] == \
+        [f'error (skipped): {summary.failures[0]}']
+    converted = sorted(set(truth) - {'train_IMG_3'})
+    assert summary.images == len(converted)
+    assert sorted(osp.splitext(f)[0] for f in os.listdir(osp.join(out, ANN_DIR))) == converted
+    splits = {s: read_split(osp.join(out, f'{s}.txt')) for s in ('train', 'val', 'test')}
+    assert sorted(splits['train'] + splits['val'] + splits['test']) == converted
+
+
 @pytest.mark.parametrize('reader,content', [
     (C.read_shanghaitech_mat, b'MATLAB 5.0 MAT-file garbage'),
     (C.read_ucf_qnrf_mat, b''),

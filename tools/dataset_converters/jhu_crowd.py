@@ -8,14 +8,10 @@ head boxes give covariances (std = side / 4); official splits kept.
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # _converter_cli adds the repo root
+from _converter_cli import make_main  # noqa: E402
 
-from gst_mm.datasets.converters import converter_main  # noqa: E402
-
-
-def main(argv=None) -> int:
-    return converter_main('jhu_crowd', argv, __doc__, has_val_split=True)
-
+main = make_main('jhu_crowd', __doc__, has_val_split=True)
 
 if __name__ == '__main__':
     sys.exit(main())

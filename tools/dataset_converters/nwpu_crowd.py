@@ -8,14 +8,10 @@ train.txt / val.txt / test.txt; test annotations are not public (empty lists).
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # _converter_cli adds the repo root
+from _converter_cli import make_main  # noqa: E402
 
-from gst_mm.datasets.converters import converter_main  # noqa: E402
-
-
-def main(argv=None) -> int:
-    return converter_main('nwpu_crowd', argv, __doc__, has_val_split=True)
-
+main = make_main('nwpu_crowd', __doc__, has_val_split=True)
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -9,14 +9,10 @@ Source: {train_data,test_data}/images/IMG_k.jpg + ground-truth/GT_IMG_k.mat
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # _converter_cli adds the repo root
+from _converter_cli import make_main  # noqa: E402
 
-from gst_mm.datasets.converters import converter_main  # noqa: E402
-
-
-def main(argv=None) -> int:
-    return converter_main('shanghaitech', argv, __doc__, has_val_split=False)
-
+main = make_main('shanghaitech', __doc__, has_val_split=False)
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -8,14 +8,10 @@ Source: {Train,Test}/img_XXXX.jpg + img_XXXX_ann.mat (annPoints (N, 2));
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # _converter_cli adds the repo root
+from _converter_cli import make_main  # noqa: E402
 
-from gst_mm.datasets.converters import converter_main  # noqa: E402
-
-
-def main(argv=None) -> int:
-    return converter_main('ucf_qnrf', argv, __doc__, has_val_split=False)
-
+main = make_main('ucf_qnrf', __doc__, has_val_split=False)
 
 if __name__ == '__main__':
     sys.exit(main())
