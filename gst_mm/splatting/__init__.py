@@ -7,13 +7,15 @@
   the images without a valid cache.
 """
 from .cache import CacheKeyError, GaussianCache, GaussianCacheError, default_cache_dir
-from .fit import FitInfo, fit_gaussians, read_image
+from .fit import FitInfo, fit_gaussians
 from .gaussians import Gaussians2D
+from .image_io import ImageReadError, file_sha1, file_sha1_memo, read_image, read_image_file
 from .precompute import GaussianSample, PrecomputeSummary, fit_missing
 from .render import render
 
 __all__ = [
     'Gaussians2D', 'render', 'fit_gaussians', 'FitInfo', 'read_image', 'GaussianCache',
     'GaussianCacheError', 'GaussianSample', 'fit_missing', 'PrecomputeSummary',
-    'default_cache_dir', 'CacheKeyError',
+    'default_cache_dir', 'CacheKeyError', 'ImageReadError', 'file_sha1', 'file_sha1_memo',
+    'read_image_file',
 ]

@@ -1,18 +1,23 @@
 """One HDF5 file of fitted Gaussians per image, written atomically.
 
-Layout of a cache file (``FORMAT_VERSION`` 1):
+Layout of a cache file (``FORMAT_VERSION`` 2):
 
 * datasets ``means (N, 2)`` px (x, y), ``covariances (N, 2, 2)`` px^2, ``colors (N, 3)``
   float32 and ``point_index (N,)`` int64 (index of each Gaussian's annotation point;
   ``arange(N)`` unless points outside the image were dropped);
-* attributes ``format_version``, ``image_size`` ``(H, W)``, ``num_points`` (annotation
-  points the fit was given), ``points_sha1`` (sha1 of the points as C-contiguous
-  float32), ``fit_settings`` (json) and ``img_path``.
+* attributes ``format_version``, ``image_size`` ``(H, W)`` of the decoded image,
+  ``num_points`` (annotation points the fit was given), ``points_sha1`` (sha1 of the
+  points as C-contiguous float32), ``image_sha1`` (sha1 of the image file's bytes),
+  ``fit_key`` (:func:`gst_mm.splatting.fit.fit_settings_key` of the settings that
+  change the result), ``fit_settings`` (json, for people) and ``img_path``.
 
-A file is *valid* for ``(img_path, points, image_size)`` when it opens, has this
-layout and version, and its point count, point hash and image size match; anything
-else is reported (:class:`GaussianCacheError` / :meth:`GaussianCache.check`) and
-never silently used.
+**The validity rule** (:func:`stale_reason`, the one used by the precompute hook,
+``tools/precompute.py`` and every loader): an entry is valid for an image when it
+opens, has this layout and version, and every expectation the caller has matches:
+the image file's content hash, the decoded image size, the annotation points (count
+and hash) and the fit-settings key. Anything else is reported
+(:class:`GaussianCacheError` / :meth:`GaussianCache.status`) and never silently used;
+the hook and the tool refit it.
 """
 from __future__ import annotations
 
@@ -20,19 +25,28 @@ import hashlib
 import json
 import os
 import os.path as osp
+import re
+import socket
+import time
 import uuid
-from typing import Any, Dict, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .gaussians import Gaussians2D
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _DATASETS = ('means', 'covariances', 'colors', 'point_index')
 
 
 class GaussianCacheError(RuntimeError):
-    """A cache entry is missing, corrupt or stale (the message names the image)."""
+    """A cache entry is missing, corrupt or stale (the message names the image);
+    ``kind`` is the failed rule of a stale entry (see :class:`CacheStatus`)."""
+
+    def __init__(self, message: str, kind: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def points_sha1(points: Optional[np.ndarray]) -> str:
@@ -70,6 +84,106 @@ def default_cache_dir(data_root: str) -> str:
         raise ValueError('no data_root to place the default Gaussian cache in: '
                          'name a cache_dir')
     return osp.join(str(data_root), CACHE_DIRNAME)
+
+
+#: what a user runs to repair missing / stale entries (named in loader errors)
+REPAIR_HINT = ('run `python tools/precompute.py CONFIG` (or train with GSTPrecomputeHook), '
+               'which refits missing and stale entries')
+
+#: cache entry states of :meth:`GaussianCache.status`
+STATES = ('valid', 'missing', 'corrupt', 'stale')
+
+
+@dataclass(frozen=True)
+class CacheStatus:
+    """State of one cache entry: ``state`` in :data:`STATES`; for a stale entry
+    ``kind`` names the rule that failed (``'format'``, ``'image'``, ``'size'``,
+    ``'points'``, ``'settings'``) and ``message`` says why, naming the image."""
+    state: str
+    message: Optional[str] = None
+    kind: Optional[str] = None
+
+    @property
+    def valid(self) -> bool:
+        return self.state == 'valid'
+
+
+def stale_reason(rec: Dict[str, Any], points: Optional[np.ndarray] = None,
+                 image_size: Optional[Tuple[int, int]] = None,
+                 image_sha1: Optional[str] = None,
+                 fit_key: Optional[str] = None) -> Optional[Tuple[str, str]]:
+    """The validity rule: ``None`` when a cache record matches every given
+    expectation, else ``(kind, reason)`` of the first that fails.
+
+    Args:
+        rec: a record read from a cache file (:meth:`GaussianCache.read`).
+        points: ``(N, 2)`` px annotation points the fit must have been given
+            (count and float32 hash).
+        image_size: ``(H, W)`` of the decoded image.
+        image_sha1: sha1 of the image file's bytes (:func:`.image_io.file_sha1`).
+        fit_key: :func:`gst_mm.splatting.fit.fit_settings_key` of the settings.
+
+    An expectation given as ``None`` is not checked.
+    """
+    if image_sha1 is not None and image_sha1 != rec['image_sha1']:
+        return 'image', 'the image file changed since the fit (content hash differs)'
+    if image_size is not None and tuple(int(v) for v in image_size) != rec['image_size']:
+        return 'size', f"fitted on a {rec['image_size']} image, image is {tuple(image_size)}"
+    if points is not None:
+        pts = np.asarray(points, np.float32).reshape(-1, 2)
+        if len(pts) != rec['num_points']:
+            return 'points', (f"fitted for {rec['num_points']} points, annotations have "
+                              f'{len(pts)}')
+        if points_sha1(pts) != rec['points_sha1']:
+            return 'points', 'annotation points changed since the fit'
+    if fit_key is not None and fit_key != rec['fit_key']:
+        return 'settings', (f"fitted with other fit settings (key {rec['fit_key']}, "
+                            f'expected {fit_key})')
+    return None
+
+
+#: temp files of writers: ``<entry>.h5.tmp-<host>-<pid>-<hex>``
+_TMP_RE = re.compile(r'\.h5\.tmp-(?:(?P<host>[^/]+)-)?(?P<pid>\d+)-[0-9a-f]{8}$')
+#: temp files of other hosts (or unparsable) older than this are removed too
+STALE_TMP_SECONDS = 24 * 3600.0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temps(folders: Iterable[str]) -> List[str]:
+    """Delete the temp files killed writers left in ``folders``; returns their paths.
+
+    A temp file is stale when its writer (host and pid in its name) is this host's
+    and no longer runs, or (another host's) when it is older than
+    :data:`STALE_TMP_SECONDS`. Temp files of live writers are kept."""
+    host, now, removed = socket.gethostname(), time.time(), []
+    for folder in sorted(set(folders)):
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            m = _TMP_RE.search(name)
+            if m is None:
+                continue
+            path = osp.join(folder, name)
+            mine = m.group('host') in (None, host)
+            try:
+                old = now - osp.getmtime(path) > STALE_TMP_SECONDS
+                if (mine and not _pid_alive(int(m.group('pid')))) or old:
+                    os.remove(path)
+                    removed.append(path)
+            except OSError:
+                continue  # removed meanwhile by another sweeper
+    return removed
 
 
 class GaussianCache:
@@ -114,15 +228,20 @@ class GaussianCache:
     # ------------------------------------------------------------------ write
     def save(self, img_path: str, gaussians: Gaussians2D, points: np.ndarray,
              image_size: Tuple[int, int], fit_settings: Optional[Dict[str, Any]] = None,
-             point_index: Optional[Sequence[int]] = None) -> str:
+             point_index: Optional[Sequence[int]] = None, *, image_sha1: str = '',
+             fit_key: str = '') -> str:
         """Write the Gaussians of one image atomically (temp file + ``os.replace``:
-        a crash mid-write leaves the previous file untouched). Returns the path.
+        a crash mid-write leaves the previous file untouched and a temp file that
+        :func:`remove_stale_temps` deletes later). Returns the path.
 
         Args:
             img_path: the image. gaussians: its fitted Gaussians.
             points: ``(N, 2)`` annotation points px the fit was given (hashed).
-            image_size: ``(H, W)``. fit_settings: json-serialisable settings.
+            image_size: ``(H, W)`` of the decoded image.
+            fit_settings: json-serialisable settings (informative).
             point_index: annotation index of each Gaussian (default ``arange``).
+            image_sha1: sha1 of the image file's bytes the fit decoded.
+            fit_key: key of the fit settings (:func:`gst_mm.splatting.fit.fit_settings_key`).
         """
         import h5py
         arrays = gaussians.numpy()
@@ -136,7 +255,7 @@ class GaussianCache:
         pts = np.asarray(points, np.float32).reshape(-1, 2)
         path = self.path_for(img_path)
         os.makedirs(osp.dirname(path), exist_ok=True)
-        tmp = f'{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}'
+        tmp = f'{path}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}'
         try:
             with h5py.File(tmp, 'w') as f:
                 for name in ('means', 'covariances', 'colors'):
@@ -146,6 +265,8 @@ class GaussianCache:
                 f.attrs['image_size'] = np.asarray(image_size, np.int64)
                 f.attrs['num_points'] = int(len(pts))
                 f.attrs['points_sha1'] = points_sha1(pts)
+                f.attrs['image_sha1'] = str(image_sha1)
+                f.attrs['fit_key'] = str(fit_key)
                 f.attrs['fit_settings'] = json.dumps(fit_settings or {}, sort_keys=True,
                                                      default=str)
                 f.attrs['img_path'] = str(img_path)
@@ -156,27 +277,34 @@ class GaussianCache:
         return path
 
     # ------------------------------------------------------------------ read
-    def _read(self, img_path: str) -> Dict[str, Any]:
-        """Read a file; raise :class:`GaussianCacheError` if missing or corrupt."""
+    def read(self, img_path: str) -> Dict[str, Any]:
+        """Read an entry's arrays and attributes; raise :class:`GaussianCacheError`
+        if it is missing, corrupt or of another format version."""
         import h5py
         path = self.path_for(img_path)
         if not osp.exists(path):
             raise GaussianCacheError(f'{img_path}: no Gaussian cache ({path})')
         try:
             with h5py.File(path, 'r') as f:
-                rec = {name: np.asarray(f[name]) for name in _DATASETS}
                 attrs = dict(f.attrs)
-            rec['format_version'] = int(attrs['format_version'])
+                version = int(attrs['format_version'])
+                if version != FORMAT_VERSION:
+                    raise GaussianCacheError(
+                        f'{img_path}: stale Gaussian cache {path} (format version {version}, '
+                        f'expected {FORMAT_VERSION}); {REPAIR_HINT}', kind='format')
+                rec = {name: np.asarray(f[name]) for name in _DATASETS}
+            rec['format_version'] = version
             rec['image_size'] = tuple(int(v) for v in np.asarray(attrs['image_size']).reshape(2))
             rec['num_points'] = int(attrs['num_points'])
             rec['points_sha1'] = str(attrs['points_sha1'])
+            rec['image_sha1'] = str(attrs['image_sha1'])
+            rec['fit_key'] = str(attrs['fit_key'])
             rec['fit_settings'] = json.loads(attrs['fit_settings'])
+        except GaussianCacheError:
+            raise
         except Exception as e:  # noqa: BLE001 - any read failure means a corrupt file
             raise GaussianCacheError(f'{img_path}: corrupt Gaussian cache {path} '
                                      f'({type(e).__name__}: {e})') from e
-        if rec['format_version'] != FORMAT_VERSION:
-            raise GaussianCacheError(f'{img_path}: Gaussian cache {path} has format version '
-                                     f"{rec['format_version']}, expected {FORMAT_VERSION}")
         n = rec['means'].shape[0]
         shapes_ok = (rec['means'].shape == (n, 2) and rec['covariances'].shape == (n, 2, 2)
                      and rec['colors'].shape == (n, 3) and rec['point_index'].shape == (n,)
@@ -187,60 +315,71 @@ class GaussianCache:
         rec['path'] = path
         return rec
 
-    @staticmethod
-    def _stale_reason(rec: Dict[str, Any], points: Optional[np.ndarray],
-                      image_size: Optional[Tuple[int, int]]) -> Optional[str]:
-        if points is not None:
-            pts = np.asarray(points, np.float32).reshape(-1, 2)
-            if len(pts) != rec['num_points']:
-                return f"fitted for {rec['num_points']} points, annotations have {len(pts)}"
-            if points_sha1(pts) != rec['points_sha1']:
-                return 'annotation points changed since the fit'
-        if image_size is not None and tuple(int(v) for v in image_size) != rec['image_size']:
-            return f"fitted on a {rec['image_size']} image, image is {tuple(image_size)}"
-        return None
+    def status(self, img_path: str, points: Optional[np.ndarray] = None,
+               image_size: Optional[Tuple[int, int]] = None, image_sha1: Optional[str] = None,
+               fit_key: Optional[str] = None) -> CacheStatus:
+        """State of an entry under :func:`stale_reason` (valid / missing / corrupt /
+        stale with its kind); the expectations are those of :func:`stale_reason`."""
+        path = self.path_for(img_path)
+        if not osp.exists(path):
+            return CacheStatus('missing', f'{img_path}: no Gaussian cache ({path})')
+        try:
+            rec = self.read(img_path)
+        except GaussianCacheError as e:
+            return CacheStatus('stale' if e.kind else 'corrupt', str(e), e.kind)
+        found = stale_reason(rec, points, image_size, image_sha1, fit_key)
+        if found is None:
+            return CacheStatus('valid')
+        kind, reason = found
+        return CacheStatus('stale', f"{img_path}: stale Gaussian cache {rec['path']} ({reason})",
+                           kind)
 
     def check(self, img_path: str, points: Optional[np.ndarray] = None,
-              image_size: Optional[Tuple[int, int]] = None) -> Optional[str]:
+              image_size: Optional[Tuple[int, int]] = None, image_sha1: Optional[str] = None,
+              fit_key: Optional[str] = None) -> Optional[str]:
         """``None`` if the entry is valid, else why not (missing / corrupt / stale)."""
-        try:
-            rec = self._read(img_path)
-        except GaussianCacheError as e:
-            return str(e)
-        reason = self._stale_reason(rec, points, image_size)
-        if reason is None:
-            return None
-        return f"{img_path}: stale Gaussian cache {rec['path']} ({reason})"
+        return self.status(img_path, points, image_size, image_sha1, fit_key).message
 
     def is_valid(self, img_path: str, points: Optional[np.ndarray] = None,
-                 image_size: Optional[Tuple[int, int]] = None) -> bool:
+                 image_size: Optional[Tuple[int, int]] = None, image_sha1: Optional[str] = None,
+                 fit_key: Optional[str] = None) -> bool:
         """True if :meth:`load` would succeed for these arguments."""
-        return self.check(img_path, points, image_size) is None
+        return self.status(img_path, points, image_size, image_sha1, fit_key).valid
 
     def load(self, img_path: str, points: Optional[np.ndarray] = None,
-             image_size: Optional[Tuple[int, int]] = None, *,
-             return_index: bool = False):
-        """Load the Gaussians of an image.
+             image_size: Optional[Tuple[int, int]] = None, *, image_sha1: Optional[str] = None,
+             fit_key: Optional[str] = None, return_index: bool = False):
+        """Load the Gaussians of an image, checked by :func:`stale_reason`.
 
         Args:
             img_path: the image.
             points: if given, the entry must have been fitted from exactly these
-                ``(N, 2)`` px points (count and float32 hash), else it is stale.
+                ``(N, 2)`` px points (count and float32 hash).
             image_size: if given, ``(H, W)`` must match.
+            image_sha1: if given, the image file's content hash must match.
+            fit_key: if given, the fit-settings key must match.
             return_index: also return ``point_index (N,)``.
 
         Raises:
-            GaussianCacheError: missing, corrupt or stale (message names the image).
+            GaussianCacheError: missing, corrupt or stale; the message names the
+            image, the reason and the command that repairs it.
         """
-        rec = self._read(img_path)
-        reason = self._stale_reason(rec, points, image_size)
-        if reason is not None:
-            raise GaussianCacheError(f"{img_path}: stale Gaussian cache {rec['path']} ({reason})")
+        try:
+            rec = self.read(img_path)
+        except GaussianCacheError as e:
+            msg = str(e)
+            raise GaussianCacheError(msg if REPAIR_HINT in msg else f'{msg}; {REPAIR_HINT}') \
+                from None
+        found = stale_reason(rec, points, image_size, image_sha1, fit_key)
+        if found is not None:
+            raise GaussianCacheError(f"{img_path}: stale Gaussian cache {rec['path']} "
+                                     f'({found[1]}); {REPAIR_HINT}')
         g = Gaussians2D(rec['means'], rec['covariances'], rec['colors'])
         return (g, rec['point_index']) if return_index else g
 
     def info(self, img_path: str) -> Dict[str, Any]:
-        """Metadata of an entry (image size, point count, hash, fit settings, path)."""
-        rec = self._read(img_path)
+        """Metadata of an entry (image size, point count, hashes, fit settings, path)."""
+        rec = self.read(img_path)
         return {k: rec[k] for k in ('format_version', 'image_size', 'num_points',
-                                    'points_sha1', 'fit_settings', 'path')}
+                                    'points_sha1', 'image_sha1', 'fit_key', 'fit_settings',
+                                    'path')}

@@ -22,7 +22,6 @@ Any explicit keyword overrides the preset.
 from __future__ import annotations
 
 import math
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ class FitInfo:
         losses: loss after each step. kept: ``(N,)`` bool, points that were fitted
             (False only for points dropped with ``drop_outside=True``).
         settings: the resolved settings (json-serialisable).
+        fit_key: :func:`fit_settings_key` of ``settings`` (stored in the cache).
         num_distorted, num_nonfinite: Gaussians fixed by post-processing.
     """
     iterations: int = 0
@@ -60,6 +60,7 @@ class FitInfo:
     losses: List[float] = field(default_factory=list)
     kept: Optional[np.ndarray] = None
     settings: Dict[str, Any] = field(default_factory=dict)
+    fit_key: str = ''
     num_distorted: int = 0
     num_nonfinite: int = 0
 
@@ -90,22 +91,6 @@ def to_rgb_uint8(image: np.ndarray, name: str = 'image') -> np.ndarray:
             raise ValueError(f'{name}: image has non-finite values')
         return np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
     raise ValueError(f'{name}: unsupported image dtype {img.dtype}')
-
-
-def read_image(path: str) -> np.ndarray:
-    """Read an image file as ``(H, W, 3)`` uint8 RGB (grayscale / RGBA / 16-bit are
-    converted). Raises ``OSError`` naming the file when it is missing or unreadable."""
-    import cv2
-    if not os.path.isfile(path):
-        raise OSError(f'{path}: image file not found')
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None or img.size == 0:
-        raise OSError(f'{path}: cannot decode image (unreadable or not an image)')
-    if img.ndim == 3 and img.shape[2] == 3:
-        img = img[..., ::-1]
-    elif img.ndim == 3 and img.shape[2] == 4:
-        img = img[..., [2, 1, 0, 3]]
-    return to_rgb_uint8(img, str(path))
 
 
 def check_points(points: np.ndarray, height: int, width: int, *, name: str = 'image',
@@ -225,7 +210,7 @@ def reestimate_background(image: np.ndarray, rgb: np.ndarray, acc: np.ndarray,
     return est.astype(np.float32)
 
 
-# ---------------------------------------------------------------------- fit
+# ---------------------------------------------------------------------- settings
 def _resolve(mode: str, **overrides) -> Dict[str, Any]:
     if mode not in MODES:
         raise ValueError(f'unknown fit mode {mode!r}; expected one of {tuple(MODES)}')
@@ -242,6 +227,77 @@ def _resolve(mode: str, **overrides) -> Dict[str, Any]:
     return cfg
 
 
+def _resolve_settings(mode: str, *, lr: float, delta: float, beta: float, backend: str,
+                      compositing: Optional[str], knn_fraction: float,
+                      scale_lr: Optional[float], **rest) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """``(cfg, settings)``: the preset with its overrides (``cfg``, may hold a given
+    background image) and every setting of a fit that does not depend on the image
+    (json-serialisable ``settings``; see :func:`fit_settings_key`).
+
+    Compositing defaults to ``'sum'`` whatever the renderer (so the default fit is
+    the same fit on every machine); ``backend='auto'`` then resolves by
+    :func:`.render.resolve_backend` (gsplat only draws alpha compositing)."""
+    preset = {k: rest.pop(k) for k in ('iterations', 'init', 'background', 'scale_param',
+                                       'early_stop', 'downsample', 'coarse')}
+    cfg = _resolve(mode, **preset)
+    if compositing is None:
+        compositing = 'alpha' if backend == 'gsplat' else 'sum'
+    backend = resolve_backend(backend, compositing)
+    if backend == 'dense':
+        raise ValueError("fit_gaussians does not use the dense reference renderer")
+    if backend == 'gsplat' and compositing != 'alpha':
+        raise ValueError('the gsplat backend only does alpha compositing')
+    if scale_lr is None:
+        scale_lr = 5 * lr if cfg['scale_param'] == 'log' else lr
+    settings = dict({k: v for k, v in cfg.items() if k != 'background_image'}, lr=lr,
+                    delta=delta, beta=beta, backend=backend, compositing=compositing,
+                    knn_fraction=knn_fraction, scale_lr=scale_lr, mode=mode, **rest)
+    return cfg, settings
+
+
+#: bumped when the fit's algorithm changes its result for the same settings
+FIT_VERSION = 1
+#: settings recorded per image (outcomes, not inputs): not part of the key
+_PER_IMAGE = ('downsample_factor', 'coarse_factor')
+#: arguments of :func:`fit_gaussians` that are not fit settings
+_NOT_SETTINGS = ('image', 'points', 'device', 'name', 'return_info', 'window_margin')
+
+
+def fit_settings(**fit_cfg) -> Dict[str, Any]:
+    """The resolved settings a :func:`fit_gaussians` call with ``fit_cfg`` would use
+    (preset, defaults and ``backend='auto'`` resolved), without fitting anything.
+
+    Raises ``TypeError`` naming unknown keys (a typo in a config's ``fit_cfg``)."""
+    import inspect
+    params = inspect.signature(fit_gaussians).parameters
+    unknown = sorted((set(fit_cfg) - set(params)) | (set(fit_cfg) & {'image', 'points'}))
+    if unknown:
+        raise TypeError(f'unknown fit setting(s) {unknown}; fit_gaussians takes '
+                        f'{sorted(k for k in params if k not in _NOT_SETTINGS)}')
+    args = {k: p.default for k, p in params.items() if k not in _NOT_SETTINGS}
+    args.update({k: v for k, v in fit_cfg.items() if k not in _NOT_SETTINGS})
+    return _resolve_settings(args.pop('mode'), **args)[1]
+
+
+def fit_settings_key(settings: Dict[str, Any]) -> str:
+    """16-hex-digit key of the settings that change a fit's result: every resolved
+    setting (mode, compositing, iterations, background, init, backend family, rates,
+    seed...) plus :data:`FIT_VERSION`; not the device nor per-image outcomes.
+    ``settings`` is :func:`fit_settings`'s result or a :class:`FitInfo`'s."""
+    import hashlib
+    import json
+    core = {k: v for k, v in settings.items() if k not in _PER_IMAGE}
+    core['fit_version'] = FIT_VERSION
+    text = json.dumps(core, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def default_device() -> str:
+    """Device of a fit: CUDA when present (torch or gsplat renderer), else CPU."""
+    return 'cuda' if torch.cuda.is_available() else 'cpu'
+
+
+# ---------------------------------------------------------------------- fit
 def init_scales(knn: np.ndarray, init: str, knn_fraction: float) -> np.ndarray:
     """``(N,)`` initial std px: *(ref)* ``1 + max(ln d_knn, 2)`` or
     ``knn_fraction * d_knn`` (>= 1 px)."""
@@ -299,7 +355,9 @@ def fit_gaussians(image: np.ndarray, points: np.ndarray, *, iterations: Optional
         iterations: maximum Adam steps (preset: 300 default / 4000 reference).
         lr: Adam learning rate (colour, angle; stds too unless ``scale_lr``).
         delta, beta: deformity elimination threshold and weight.
-        backend: renderer, ``'auto'`` | ``'torch'`` | ``'gsplat'``.
+        backend: renderer, ``'auto'`` | ``'torch'`` | ``'gsplat'``; ``'auto'`` is
+            gsplat when it works and compositing is alpha, else the torch renderer
+            (:func:`.render.resolve_backend`; the choice is logged once).
         mode: preset, ``'default'`` or ``'reference'`` (module doc).
         init: ``'knn'`` (``knn_fraction * d_knn``) or ``'reference'``.
         background: ``'estimate'`` | ``'median'`` | ``'reference'`` | ``'none'``, or a
@@ -307,7 +365,9 @@ def fit_gaussians(image: np.ndarray, points: np.ndarray, *, iterations: Optional
         scale_param: ``'log'`` or ``'linear'`` stds.
         early_stop: stop once the mean loss of the last ``patience`` steps is less
             than ``tol`` (relative) below the mean of the ``patience`` steps before.
-        compositing: ``'sum'`` (torch default) or ``'alpha'`` (forced for gsplat).
+        compositing: ``'sum'`` (default on every renderer, so a GPU box and a CPU
+            box fit the same Gaussians) or ``'alpha'`` (the only one gsplat draws;
+            default when ``backend='gsplat'`` is asked for explicitly).
         scale_lr: learning rate of the std parameters (default ``5 * lr`` for log stds,
             i.e. 5 % per step, ``lr`` for linear).
         bg_updates, bg_interval: re-estimate the background ``bg_updates`` times, every
@@ -325,7 +385,7 @@ def fit_gaussians(image: np.ndarray, points: np.ndarray, *, iterations: Optional
             stds; skipped when the shrunk image would be under 48 px).
         seed: seeds the random initial angles (the fit is deterministic for a seed).
         drop_outside: drop points outside the image with a warning instead of raising.
-        device: torch device (default: CUDA for gsplat, else CPU).
+        device: torch device (default: CUDA when present, else CPU).
         name: names the image in error messages.
         return_info: also return a :class:`FitInfo`.
 
@@ -334,33 +394,25 @@ def fit_gaussians(image: np.ndarray, points: np.ndarray, *, iterations: Optional
         (and the :class:`FitInfo`).
     """
     t0 = time.perf_counter()
-    cfg = _resolve(mode, iterations=iterations, init=init, background=background,
-                   scale_param=scale_param, early_stop=early_stop, downsample=downsample,
-                   coarse=coarse)
+    cfg, settings = _resolve_settings(
+        mode, iterations=iterations, init=init, background=background,
+        scale_param=scale_param, early_stop=early_stop, downsample=downsample, coarse=coarse,
+        lr=lr, delta=delta, beta=beta, backend=backend, compositing=compositing,
+        knn_fraction=knn_fraction, scale_lr=scale_lr, bg_updates=bg_updates,
+        bg_interval=bg_interval, tol=tol, patience=patience, seed=seed, min_std_px=min_std_px,
+        drop_outside=drop_outside)
+    backend, compositing, scale_lr = settings['backend'], settings['compositing'], \
+        settings['scale_lr']
     img8 = to_rgb_uint8(image, name)
     H, W = img8.shape[:2]
     pts, kept = check_points(points, H, W, name=name, drop_outside=drop_outside)
-    if compositing is None:
-        compositing = 'alpha' if resolve_backend(backend, 'alpha') == 'gsplat' else 'sum'
-    backend = resolve_backend(backend, compositing)
-    if backend == 'dense':
-        raise ValueError("fit_gaussians does not use the dense reference renderer")
-    if backend == 'gsplat' and compositing != 'alpha':
-        raise ValueError('the gsplat backend only does alpha compositing')
-    if scale_lr is None:
-        scale_lr = 5 * lr if cfg['scale_param'] == 'log' else lr
-    settings = dict({k: v for k, v in cfg.items() if k != 'background_image'}, lr=lr,
-                    delta=delta, beta=beta, backend=backend, compositing=compositing,
-                    knn_fraction=knn_fraction, scale_lr=scale_lr, bg_updates=bg_updates,
-                    bg_interval=bg_interval,
-                    tol=tol, patience=patience, seed=seed, mode=mode, min_std_px=min_std_px)
-    info = FitInfo(kept=kept, settings=settings)
+    info = FitInfo(kept=kept, settings=settings, fit_key=fit_settings_key(settings))
     n = len(pts)
     if n == 0:
         info.seconds = time.perf_counter() - t0
         return (Gaussians2D.empty(), info) if return_info else Gaussians2D.empty()
 
-    dev = torch.device(device if device is not None else ('cuda' if backend == 'gsplat' else 'cpu'))
+    dev = torch.device(device if device is not None else default_device())
     gen = torch.Generator().manual_seed(int(seed))
     knn = knn_distance(pts)
     full_pts, sx, sy = pts, 1.0, 1.0

@@ -3,20 +3,24 @@
 
 :func:`fit_missing` skips images whose cache is valid, fits the others (optionally in
 worker processes), writes each cache file atomically as soon as it is fitted — so a
-killed run resumes where it stopped — and never aborts on one bad image: failures are
-collected with their reason in the returned :class:`PrecomputeSummary`.
+killed run resumes where it stopped; the temp files of killed writers are removed by
+the next run — and never aborts on one bad image: failures are collected with their
+reason in the returned :class:`PrecomputeSummary`. Validity is the one rule of
+:mod:`.cache` (image content hash, points, fit-settings key).
 """
 from __future__ import annotations
 
 import multiprocessing as mp
+import os.path as osp
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .cache import GaussianCache
-from .fit import fit_gaussians, read_image
+from .cache import GaussianCache, remove_stale_temps
+from .fit import fit_gaussians, fit_settings, fit_settings_key
+from .image_io import ImageReadError, bytes_sha1, file_sha1, read_image_file
 
 
 @dataclass
@@ -39,12 +43,23 @@ class PrecomputeSummary:
         refitted: ``(key, reason)`` of samples whose existing cache was stale or
             corrupt (they are also in ``fitted`` or ``failed``).
         seconds: wall time.
+        fit_key: key of the fit settings (:func:`.fit.fit_settings_key`).
     """
     fitted: List[str] = field(default_factory=list)
     skipped: List[str] = field(default_factory=list)
     failed: List[Tuple[str, str]] = field(default_factory=list)
     refitted: List[Tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    fit_key: str = ''
+
+    def merge(self, other: 'PrecomputeSummary') -> 'PrecomputeSummary':
+        """Add ``other``'s samples and time to this summary (several caches of one
+        data set); returns ``self``."""
+        for name in ('fitted', 'skipped', 'failed', 'refitted'):
+            getattr(self, name).extend(getattr(other, name))
+        self.seconds += other.seconds
+        self.fit_key = self.fit_key or other.fit_key
+        return self
 
     @property
     def ok(self) -> bool:
@@ -54,7 +69,8 @@ class PrecomputeSummary:
     def __str__(self) -> str:
         lines = [f'Gaussian precompute: {len(self.fitted)} fitted, {len(self.skipped)} skipped '
                  f'(valid cache), {len(self.failed)} failed, '
-                 f'{len(self.refitted)} stale/corrupt caches replaced, {self.seconds:.1f} s']
+                 f'{len(self.refitted)} stale/corrupt caches replaced, {self.seconds:.1f} s '
+                 f'(fit settings key {self.fit_key or "-"})']
         for key, reason in self.refitted:
             lines.append(f'  refit {key}: {reason}')
         for key, reason in self.failed:
@@ -65,19 +81,38 @@ class PrecomputeSummary:
 def fit_sample(sample: GaussianSample, cache: GaussianCache,
                fit_cfg: Dict[str, Any]) -> Tuple[str, str, Optional[str]]:
     """Fit one sample and write its cache. Returns ``(key, 'fitted' | 'failed',
-    reason)``; never raises for a bad image."""
+    reason)``; never raises for a bad image.
+
+    The image is read once (:func:`.image_io.read_image_file`, the pixels MMCV's
+    loader gives); the entry records the hash of exactly those bytes, the decoded
+    size and the fit-settings key (the validity rule of :mod:`.cache`)."""
     try:
-        image = read_image(sample.img_path)
+        bgr, data = read_image_file(sample.img_path)
+        image = bgr[..., ::-1]
         h, w = image.shape[:2]
         points = np.asarray(sample.points, np.float64).reshape(-1, 2)
         cfg = dict(fit_cfg)
         cfg.setdefault('name', sample.img_path)
         gaussians, info = fit_gaussians(image, points, return_info=True, **cfg)
         cache.save(sample.img_path, gaussians, points, (h, w), info.settings,
-                   point_index=np.flatnonzero(info.kept))
+                   point_index=np.flatnonzero(info.kept), image_sha1=bytes_sha1(data),
+                   fit_key=info.fit_key)
         return sample.key, 'fitted', None
     except Exception as e:  # noqa: BLE001 - one bad image must not abort the run
-        return sample.key, 'failed', f'{type(e).__name__}: {e}'
+        msg = str(e) if isinstance(e, ImageReadError) else f'{type(e).__name__}: {e}'
+        return sample.key, 'failed', msg
+
+
+def sample_status(sample: GaussianSample, cache: GaussianCache, fit_key: str):
+    """:class:`.cache.CacheStatus` of a sample's entry under the full validity rule
+    (image content hash, points, fit-settings key; same bytes -> same decoded size),
+    or ``None`` when the image file itself is missing."""
+    try:
+        sha1 = file_sha1(sample.img_path)
+    except ImageReadError:
+        return None
+    return cache.status(sample.img_path, np.asarray(sample.points, np.float32).reshape(-1, 2),
+                        image_sha1=sha1, fit_key=fit_key)
 
 
 def _init_worker() -> None:
@@ -112,16 +147,19 @@ def fit_missing(samples: Sequence[GaussianSample], cache: GaussianCache,
     if not (0 <= k < n):
         raise ValueError(f'invalid shard {shard}: need 0 <= k < n')
     fit_cfg = dict(fit_cfg or {})
-    summary = PrecomputeSummary()
+    fit_key = fit_settings_key(fit_settings(**fit_cfg))  # TypeError on a typo, before fitting
+    summary = PrecomputeSummary(fit_key=fit_key)
     todo: List[GaussianSample] = []
     for sample in list(samples)[k::n]:
-        reason = cache.check(sample.img_path, np.asarray(sample.points, np.float32).reshape(-1, 2))
-        if reason is None:
+        status = sample_status(sample, cache, fit_key)
+        if status is not None and status.valid:
             summary.skipped.append(sample.key)
             continue
-        if 'no Gaussian cache' not in reason:
-            summary.refitted.append((sample.key, reason))
-        todo.append(sample)
+        if status is not None and status.state != 'missing':
+            summary.refitted.append((sample.key, status.message))
+        todo.append(sample)  # a missing image fails in fit_sample, naming the file
+    # temp files of writers killed inside their write window (never read: not *.h5)
+    remove_stale_temps(osp.dirname(cache.path_for(s.img_path)) for s in todo)
 
     from tqdm import tqdm
     bar = tqdm(total=len(todo), desc='fitting Gaussians', unit='img', disable=not progress,

@@ -52,27 +52,66 @@ def conics_from_covariances(covariances: torch.Tensor) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=1)
-def gsplat_available() -> bool:
-    """True when CUDA is available and gsplat's rasteriser imports."""
+def gsplat_status() -> Tuple[bool, str]:
+    """``(usable, reason)``: gsplat's CUDA rasteriser can be used, else why not
+    (no CUDA, gsplat not installed, or the import / JIT error)."""
     if not torch.cuda.is_available():
-        return False
+        return False, 'CUDA is not available'
     try:
         from gsplat import isect_offset_encode, isect_tiles, rasterize_to_pixels  # noqa: F401
-    except Exception:  # noqa: BLE001 - any import/JIT failure means "not usable"
-        return False
-    return True
+    except ModuleNotFoundError:
+        return False, 'gsplat is not installed'
+    except Exception as e:  # noqa: BLE001 - any import/JIT failure means "not usable"
+        return False, f'gsplat failed to load ({type(e).__name__}: {e})'
+    return True, 'gsplat works'
+
+
+def gsplat_available() -> bool:
+    """True when CUDA is available and gsplat's rasteriser imports."""
+    return gsplat_status()[0]
+
+
+_ANNOUNCED: set = set()
+
+
+def _announce(choice: str, compositing: str, reason: str) -> None:
+    """Log the ``'auto'`` backend choice once per process (a warning when an
+    installed gsplat had to be passed over)."""
+    key = (choice, compositing)
+    if key in _ANNOUNCED:
+        return
+    _ANNOUNCED.add(key)
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    msg = (f"gst_mm splatting: backend 'auto' -> {choice} on {device} "
+           f'({compositing} compositing; {reason})')
+    if choice != 'gsplat' and compositing == 'alpha' and 'failed' in reason:
+        import warnings
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+    else:
+        import logging
+        logging.getLogger('gst_mm').info(msg)
 
 
 def resolve_backend(backend: str, compositing: str = 'alpha') -> str:
-    """Map ``'auto'`` to ``'gsplat'`` (CUDA + gsplat present, alpha compositing) or
-    ``'torch'``; validate explicit names."""
+    """Map ``'auto'`` to a renderer and validate explicit names.
+
+    ``'auto'``: gsplat if it works and ``compositing == 'alpha'`` (the only mode it
+    draws), else the torch renderer (on CUDA when present, see
+    :func:`gst_mm.splatting.fit.default_device`). The choice, with the reason when
+    gsplat is passed over, is logged once per process."""
     if backend not in BACKENDS:
         raise ValueError(f'unknown splatting backend {backend!r}; expected one of {BACKENDS}')
     if compositing not in COMPOSITING:
         raise ValueError(f'unknown compositing {compositing!r}; expected one of {COMPOSITING}')
-    if backend == 'auto':
-        return 'gsplat' if compositing == 'alpha' and gsplat_available() else 'torch'
-    return backend
+    if backend != 'auto':
+        return backend
+    if compositing != 'alpha':
+        _announce('torch', compositing, 'gsplat only draws alpha compositing')
+        return 'torch'
+    ok, reason = gsplat_status()
+    choice = 'gsplat' if ok else 'torch'
+    _announce(choice, compositing, reason)
+    return choice
 
 
 # ---------------------------------------------------------------------- pixel windows

@@ -2,6 +2,7 @@
 import json
 import os.path as osp
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -20,7 +21,13 @@ from gst_mm.datasets.transforms import (  # noqa: E402
     LoadTransportKernel,
     PackCountingInputs,
 )
-from gst_mm.splatting import GaussianCache, GaussianCacheError, Gaussians2D, render  # noqa: E402
+from gst_mm.splatting import (  # noqa: E402
+    GaussianCache,
+    GaussianCacheError,
+    Gaussians2D,
+    file_sha1,
+    render,
+)
 from gst_mm.transport import build_kernel  # noqa: E402
 
 
@@ -192,14 +199,23 @@ def test_gst_plan_reads_the_cache_and_rejects_stale_entries(tmp_path):
         ds[0]
     n = len(info['points'])
     cov = np.tile(np.eye(2, dtype=np.float32) * 9.0, (n, 1, 1))
+    sha1 = file_sha1(info['img_path'])
     cache.save(info['img_path'], Gaussians2D(info['points'], cov), info['points'],
-               (info['height'], info['width']))
+               (info['height'], info['width']), image_sha1=sha1)
     out = ds[0]
     np.testing.assert_allclose(out['gaussians'].covariances.numpy(), cov)
     # annotations changed after the fit -> stale, named
     cache.save(info['img_path'], Gaussians2D(info['points'][:1], cov[:1]), info['points'][:1],
-               (info['height'], info['width']))
-    with pytest.raises(GaussianCacheError, match='stale'):
+               (info['height'], info['width']), image_sha1=sha1)
+    with pytest.raises(GaussianCacheError, match='fitted for 1 points'):
+        ds[0]
+    # the image file replaced after the fit (same size, other pixels) -> stale by content
+    cache.save(info['img_path'], Gaussians2D(info['points'], cov), info['points'],
+               (info['height'], info['width']), image_sha1=sha1)
+    ds[0]
+    img = cv2.imread(info['img_path'])
+    cv2.imwrite(info['img_path'], 255 - img)
+    with pytest.raises(GaussianCacheError, match='content hash'):
         ds[0]
 
 

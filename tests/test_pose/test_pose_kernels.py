@@ -51,7 +51,7 @@ def _dataset(mpii, pipeline):
 def synthetic_cache(mpii, tmp_path_factory):
     """A Gaussian cache with random anisotropic Gaussians at all visible joints
     (means at keypoint + 0.5 px, the precompute's convention)."""
-    from gst_mm.splatting import GaussianCache, Gaussians2D
+    from gst_mm.splatting import GaussianCache, Gaussians2D, file_sha1
     cache_dir = str(tmp_path_factory.mktemp('gst_cache'))
     ds = _dataset(mpii, [])
     data_root = mpii['data_root']
@@ -66,7 +66,8 @@ def synthetic_cache(mpii, tmp_path_factory):
         angles = rng.uniform(0, np.pi, size=n)
         g = Gaussians2D.from_scales_angles(points + SHIFT, scales, angles)
         h, w = cv2.imread(info['img_path']).shape[:2]
-        cache.save(info['img_path'], g, points=points + SHIFT, image_size=(h, w))
+        cache.save(info['img_path'], g, points=points + SHIFT, image_size=(h, w),
+                   image_sha1=file_sha1(info['img_path']))
     return cache_dir, data_root, cache
 
 
@@ -174,7 +175,7 @@ def test_out_of_crop_and_invisible_joints_get_zero_kernels(mpii, synthetic_cache
 
 
 def test_stale_cache_and_misplaced_transform_raise(mpii, synthetic_cache, tmp_path):
-    from gst_mm.splatting import GaussianCache, GaussianCacheError, Gaussians2D
+    from gst_mm.splatting import GaussianCache, GaussianCacheError, Gaussians2D, file_sha1
     _, data_root, cache = synthetic_cache
     raw = _dataset(mpii, [])
     info = raw.get_data_info(0)
@@ -183,7 +184,8 @@ def test_stale_cache_and_misplaced_transform_raise(mpii, synthetic_cache, tmp_pa
     g = cache.load(info['img_path'])
     h, w = cv2.imread(info['img_path']).shape[:2]
     stale.save(info['img_path'], Gaussians2D(g.means + 5.0, g.covariances),
-               points=g.means.numpy() + 5.0, image_size=(h, w))
+               points=g.means.numpy() + 5.0, image_size=(h, w),
+               image_sha1=file_sha1(info['img_path']))
     ds = _dataset(mpii, _pipeline(str(tmp_path), data_root))
     with pytest.raises(GaussianCacheError, match=osp.basename(info['img_path'])):
         ds.pipeline(copy.deepcopy(info))
@@ -229,7 +231,7 @@ def test_precompute_pins_means_at_keypoints_plus_half(mpii, tmp_path):
 def test_cache_in_another_pixel_convention_is_rejected(mpii, synthetic_cache, tmp_path, shift):
     """Means cached without the +0.5, with it doubled or negated are >= 0.7 px off
     what the transform expects and are reported as a stale cache."""
-    from gst_mm.splatting import GaussianCache, GaussianCacheError, Gaussians2D
+    from gst_mm.splatting import GaussianCache, GaussianCacheError, Gaussians2D, file_sha1
     _, data_root, cache = synthetic_cache
     raw = _dataset(mpii, [])
     info = raw.get_data_info(0)
@@ -238,7 +240,7 @@ def test_cache_in_another_pixel_convention_is_rejected(mpii, synthetic_cache, tm
     moved = g.means - SHIFT + shift
     h, w = cv2.imread(info['img_path']).shape[:2]
     wrong.save(info['img_path'], Gaussians2D(moved, g.covariances), points=moved.numpy(),
-               image_size=(h, w))
+               image_size=(h, w), image_sha1=file_sha1(info['img_path']))
     ds = _dataset(mpii, _pipeline(str(tmp_path), data_root, flip_prob=0.0, rotate=False))
     with pytest.raises(GaussianCacheError, match='stale'):
         ds.pipeline(copy.deepcopy(info))

@@ -17,7 +17,8 @@ from mmcv.transforms import BaseTransform
 from mmcv.transforms.utils import cache_randomness
 
 from gst_mm.registry import TRANSFORMS
-from gst_mm.splatting import GaussianCache, Gaussians2D, default_cache_dir
+from gst_mm.splatting import GaussianCache, Gaussians2D, default_cache_dir, file_sha1_memo
+from gst_mm.splatting.fit import fit_settings, fit_settings_key
 from gst_mm.structures import CountingDataSample
 
 from .geometry import (
@@ -48,9 +49,11 @@ class LoadCrowdGaussians(BaseTransform):
     original image). Plans:
 
     - ``'gst'``: the fitted Gaussians of the HDF5 cache (``GSTPrecomputeHook`` /
-      ``tools/precompute.py``), validated against the sample's points and image
-      size; a missing or stale entry raises ``GaussianCacheError`` naming the
-      image. Points the fit dropped (``drop_outside``) are dropped here too.
+      ``tools/precompute.py``), checked by the cache's validity rule against the
+      sample's points, the loaded image's size, the image file's content hash and
+      (with ``fit_cfg``) the fit settings; a missing or stale entry raises
+      ``GaussianCacheError`` naming the image, the reason and the repair command.
+      Points the fit dropped (``drop_outside``) are dropped here too.
     - ``'gt'``: the data set's ``gt_covariances`` (ground-truth-scale plan).
     - ``'heuristic'``: isotropic ``sigma`` px Gaussians (the ablation plan).
 
@@ -62,18 +65,22 @@ class LoadCrowdGaussians(BaseTransform):
             ``data_root`` (set by ``CrowdCountingDataset``).
         plan: ``'gst'`` | ``'gt'`` | ``'heuristic'``.
         sigma: std (px) of the heuristic plan.
+        fit_cfg: the precompute hook's ``fit_cfg``; when given, an entry fitted
+            with other settings is stale (the hook refits such entries anyway).
     """
 
     PLANS = ('gst', 'gt', 'heuristic')
 
     def __init__(self, cache_dir: Optional[str] = None, data_root: Optional[str] = None,
-                 plan: str = 'gst', sigma: float = 8.0) -> None:
+                 plan: str = 'gst', sigma: float = 8.0,
+                 fit_cfg: Optional[dict] = None) -> None:
         if plan not in self.PLANS:
             raise ValueError(f'LoadCrowdGaussians: plan must be one of {self.PLANS}, got {plan!r}')
         self.cache_dir = cache_dir
         self.data_root = data_root
         self.plan = plan
         self.sigma = float(sigma)
+        self.fit_key = None if fit_cfg is None else fit_settings_key(fit_settings(**fit_cfg))
         self._caches: Dict[Tuple[str, Optional[str]], GaussianCache] = {}
 
     def cache_for(self, results: dict) -> GaussianCache:
@@ -110,8 +117,10 @@ class LoadCrowdGaussians(BaseTransform):
             results[GAUSSIANS_KEY] = Gaussians2D(points, np.asarray(cov, np.float32))
         else:
             shape = results.get('ori_shape') or results['img'].shape[:2]
-            gaussians, index = self.cache_for(results).load(results['img_path'], points=points,
-                                               image_size=tuple(shape[:2]), return_index=True)
+            gaussians, index = self.cache_for(results).load(
+                results['img_path'], points=points, image_size=tuple(shape[:2]),
+                image_sha1=file_sha1_memo(results['img_path']), fit_key=self.fit_key,
+                return_index=True)
             index = np.asarray(index, np.int64)
             if len(index) != n:  # the fit dropped points (drop_outside): drop them too
                 results[GAUSSIANS_KEY] = None

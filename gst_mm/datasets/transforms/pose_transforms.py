@@ -117,6 +117,12 @@ class LoadPoseTransportKernel(BaseTransform):
         check_tol: max disagreement (input px) with MMPose's
             ``transformed_keypoints`` before the sample is rejected (guards
             against pipeline steps this transform does not reproduce).
+        fit_cfg: the precompute hook's ``fit_cfg``; when given, an entry fitted
+            with other settings is stale.
+
+    The cache entry is checked by the cache's validity rule: the loaded image's
+    size, the image file's content hash and (with ``fit_cfg``) the fit settings;
+    the joints are matched to the cached means (``match_tol``).
     """
 
     def __init__(self,
@@ -128,7 +134,8 @@ class LoadPoseTransportKernel(BaseTransform):
                  min_std: Optional[float] = None,
                  max_std: float = 20.0,
                  match_tol: float = 1.0,
-                 check_tol: float = 0.05) -> None:
+                 check_tol: float = 0.05,
+                 fit_cfg: Optional[dict] = None) -> None:
         super().__init__()
         if stride <= 0:
             raise ValueError(f'LoadPoseTransportKernel: stride must be > 0, got {stride}')
@@ -141,6 +148,8 @@ class LoadPoseTransportKernel(BaseTransform):
         self.max_std = float(max_std)
         self.match_tol = float(match_tol)
         self.check_tol = float(check_tol)
+        from gst_mm.splatting.fit import fit_settings, fit_settings_key
+        self.fit_key = None if fit_cfg is None else fit_settings_key(fit_settings(**fit_cfg))
         self._cache = None
 
     # ------------------------------------------------------------------ helpers
@@ -234,7 +243,9 @@ class LoadPoseTransportKernel(BaseTransform):
         kernels = np.zeros((num_k, grid[0], grid[1]), np.float32)
         if len(use):
             shape = results.get('ori_shape')
-            cached = self.cache.load(img_path, image_size=None if shape is None else shape[:2])
+            from gst_mm.splatting import file_sha1_memo
+            cached = self.cache.load(img_path, image_size=None if shape is None else shape[:2],
+                                     image_sha1=file_sha1_memo(img_path), fit_key=self.fit_key)
             # splatting convention (centres at +0.5) -> MMPose pixel indices
             cached_means = cached.means.detach().cpu().numpy().astype(np.float64) - 0.5
             idx = self.match_cached(cached_means, orig[use], img_path)
