@@ -10,20 +10,24 @@ From plain paths (an image folder and a folder of ``<name>.json`` files with a
 
     python tools/precompute.py --img-dir DIR --ann-dir DIR --cache-dir DIR [--data-root DIR]
 
-Images whose cache is valid are skipped, so a killed run resumes where it
-stopped. Several machines split a data set with ``--shard K/N`` each, or run it
+Before a long training, check the cache without touching it (valid / stale by
+reason / missing / corrupt entries and the cache's disk size, per split; exits 1
+unless every entry is valid)::
+
+    python tools/precompute.py CONFIG --check [--splits train val]
+
+Images whose cache is valid (the cache's one validity rule: image content hash,
+decoded size, annotation points, fit settings) are skipped, so a killed run
+resumes where it stopped. Several machines split a data set with ``--shard K/N`` each, or run it
 under ``torchrun`` (the shard then comes from RANK / WORLD_SIZE). Ends with a
 summary (fitted, skipped, failed with reasons); exits 1 when any image failed.
 """
 import argparse
 import glob
-import json
 import os
 import os.path as osp
 import sys
 from typing import Dict, List, Optional, Tuple
-
-import numpy as np
 
 from gst_mm.splatting import GaussianCache, GaussianSample, fit_missing
 
@@ -61,11 +65,15 @@ def parse_args(argv=None):
     p.add_argument('--workers', type=int, default=None, help='fitting processes')
     p.add_argument('--shard', default=None, help='K/N: fit only shard K of N')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    p.add_argument('--check', action='store_true',
+                   help='read-only report of the cache state (nothing is fitted or written)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override settings of the config, key=value')
     args = p.parse_args(argv)
     if (args.config is None) == (args.img_dir is None):
         p.error('give either a CONFIG or --img-dir/--ann-dir/--cache-dir')
+    if args.check and args.config is None:
+        p.error('--check needs a CONFIG')
     if args.img_dir is not None and (args.ann_dir is None or args.cache_dir is None):
         p.error('plain-path mode needs --img-dir, --ann-dir and --cache-dir')
     try:
@@ -84,7 +92,10 @@ def find_hook_cfg(cfg) -> Dict:
 
 
 def plain_path_samples(img_dir: str, ann_dir: str) -> List[GaussianSample]:
-    """Samples of an image folder with per-image ``<stem>.json`` point files."""
+    """Samples of an image folder with per-image ``<stem>.json`` point files, read
+    and validated by the data set's own reader (:func:`gst_mm.datasets.layout.read_points`:
+    a required ``points`` key, ``(N, 2)`` rows)."""
+    from gst_mm.datasets.layout import read_points
     samples = []
     for img_path in sorted(glob.glob(osp.join(img_dir, '*'))):
         if osp.splitext(img_path)[1].lower() not in IMAGE_EXTS:
@@ -93,16 +104,14 @@ def plain_path_samples(img_dir: str, ann_dir: str) -> List[GaussianSample]:
         ann_path = osp.join(ann_dir, stem + '.json')
         if not osp.isfile(ann_path):
             raise FileNotFoundError(f'{img_path}: no annotation file {ann_path}')
-        with open(ann_path) as f:
-            points = np.asarray(json.load(f).get('points', []), np.float32).reshape(-1, 2)
-        samples.append(GaussianSample(key=stem, img_path=img_path, points=points))
+        samples.append(GaussianSample(key=stem, img_path=img_path, points=read_points(ann_path)))
     if not samples:
         raise FileNotFoundError(f'no images found in {img_dir}')
     return samples
 
 
 def run_config(args) -> int:
-    from gst_mm.engine import dataset_cache_dir, precompute_dataset
+    from gst_mm.engine import check_dataset, dataset_cache_dir, precompute_dataset
     from gst_mm.registry import DATASETS
     from gst_mm.utils import register_all_modules
     from gst_mm.utils.config import load_run_config
@@ -113,27 +122,33 @@ def run_config(args) -> int:
     hook = find_hook_cfg(cfg)
     # default: each data set's <data_root>/gst_cache (where the hook and the transform look)
     cache_dir = args.cache_dir or hook.get('cache_dir') or cfg.get('gaussian_cache_dir')
+    data_root = hook.get('data_root')
     fit_cfg = dict(hook.get('fit_cfg') or {})
     if args.iterations is not None:
         fit_cfg['iterations'] = args.iterations
     workers = args.workers or hook.get('workers', 1)
     splits = args.splits or list(hook.get('splits', ('train', )))
-    failed = 0
+    bad = 0
     for split in splits:
         loader_cfg = cfg.get(f'{split}_dataloader', None)
         if not loader_cfg:
             print(f'[precompute] {args.config} has no {split}_dataloader; skipped')
             continue
         dataset = DATASETS.build(loader_cfg['dataset'])
-        split_cache = dataset_cache_dir(dataset, cache_dir, hook.get('data_root'))
-        print(f'[precompute] {split} set: {len(dataset)} samples -> {split_cache} '
+        where = dataset_cache_dir(dataset, cache_dir, data_root)
+        if args.check:
+            report = check_dataset(dataset, cache_dir, fit_cfg=fit_cfg, data_root=data_root)
+            print(f'[precompute --check] {split}: {report}')
+            bad += 0 if report.ok else 1
+            continue
+        print(f'[precompute] {split} set: {len(dataset)} samples -> {where} '
               f'(shard {args.shard[0]}/{args.shard[1]})')
-        summary = precompute_dataset(dataset, split_cache, fit_cfg=fit_cfg,
-                                     data_root=hook.get('data_root'), workers=workers,
-                                     shard=args.shard, progress=not args.no_progress)
+        summary = precompute_dataset(dataset, cache_dir, fit_cfg=fit_cfg, data_root=data_root,
+                                     workers=workers, shard=args.shard,
+                                     progress=not args.no_progress)
         print(f'[precompute] {split}: {summary}')
-        failed += len(summary.failed)
-    return 1 if failed else 0
+        bad += len(summary.failed)
+    return 1 if bad else 0
 
 
 def run_plain(args) -> int:
@@ -148,15 +163,14 @@ def run_plain(args) -> int:
 
 
 def main(argv=None) -> int:
-    """Exit code 0 (all fitted or cached), 1 (some images failed), 2 (a setup error:
-    missing config or files, images outside the cache's data_root; one line on
-    stderr)."""
-    from gst_mm.splatting import CacheKeyError
-
+    """Exit code 0 (all fitted or cached; with ``--check``: all valid), 1 (some images
+    failed; with ``--check``: some entry not valid), 2 (a setup error: missing config
+    or files, an invalid annotation file, images outside the cache's data_root, an
+    unknown fit setting; one line on stderr)."""
     args = parse_args(argv)
     try:
         return run_config(args) if args.config else run_plain(args)
-    except (CacheKeyError, FileNotFoundError) as err:
+    except (ValueError, TypeError, FileNotFoundError) as err:
         print(f'precompute.py: error: {err}', file=sys.stderr)
         return 2
 

@@ -115,9 +115,8 @@ def read_split(path: str) -> List[str]:
         return [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith('#')]
 
 
-def read_annotation(path: str) -> CrowdAnnotation:
-    """Read and validate one ``annotations/<name>.json``; raises
-    :class:`LayoutError` naming ``path`` on any problem."""
+def _read_json_object(path: str) -> dict:
+    """The JSON object in ``path``; :class:`LayoutError` naming it otherwise."""
     try:
         with open(path) as f:
             d = json.load(f)
@@ -125,14 +124,48 @@ def read_annotation(path: str) -> CrowdAnnotation:
         raise LayoutError(f'annotation file not found: {path}') from None
     except (OSError, ValueError) as e:
         raise LayoutError(f'corrupt annotation file {path}: {e}') from None
+    if not isinstance(d, dict):
+        raise LayoutError(f'invalid annotation file {path}: expected a JSON object, got '
+                          f'{type(d).__name__}')
+    return d
+
+
+def _parse_points(d: dict) -> np.ndarray:
+    """``(N, 2)`` float32 of a record's required ``points`` (``[]`` = no objects);
+    ``ValueError`` on a missing key (a typo such as ``point`` must not read as 0
+    objects), a shape other than ``(N, 2)`` (no silent reshape of ``(N, 3)`` rows) or
+    non-finite values."""
+    if 'points' not in d:
+        raise ValueError('no \'points\' key (write "points": [] for an image without '
+                         f'objects; keys found: {sorted(d)})')
+    pts = np.asarray(d['points'], dtype=np.float32)
+    pts = pts.reshape(-1, 2) if pts.size == 0 else pts
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise ValueError(f'points must be (N, 2) (x, y), got shape {pts.shape}')
+    if not np.isfinite(pts).all():
+        raise ValueError('non-finite point coordinates')
+    return pts
+
+
+def read_points(path: str) -> np.ndarray:
+    """``(N, 2)`` float32 (x, y) px of a JSON file with a ``points`` list (the
+    plain-path mode of ``tools/precompute.py``), validated as
+    :func:`read_annotation` validates them; :class:`LayoutError` naming ``path``."""
+    d = _read_json_object(path)
     try:
+        return _parse_points(d)
+    except (TypeError, ValueError) as e:
+        raise LayoutError(f'invalid annotation file {path}: {e}') from None
+
+
+def read_annotation(path: str) -> CrowdAnnotation:
+    """Read and validate one ``annotations/<name>.json``; raises
+    :class:`LayoutError` naming ``path`` on any problem (a missing ``points`` key
+    included: an image without objects has ``"points": []``)."""
+    d = _read_json_object(path)
+    try:
+        pts = _parse_points(d)
         w, h = int(d['width']), int(d['height'])
-        pts = np.asarray(d.get('points', []), dtype=np.float32)
-        pts = pts.reshape(-1, 2) if pts.size == 0 else pts
-        if pts.ndim != 2 or pts.shape[1] != 2:
-            raise ValueError(f'points must be (N, 2), got shape {pts.shape}')
-        if not np.isfinite(pts).all():
-            raise ValueError('non-finite point coordinates')
         cov = d.get('covariances')
         if cov is not None:
             cov = np.asarray(cov, dtype=np.float32).reshape(-1, 2, 2)
@@ -141,7 +174,9 @@ def read_annotation(path: str) -> CrowdAnnotation:
             if not np.isfinite(cov).all():
                 raise ValueError('non-finite covariances')
         image = str(d.get('image', osp.splitext(osp.basename(path))[0] + '.jpg'))
-    except (KeyError, TypeError, ValueError) as e:
+    except KeyError as e:
+        raise LayoutError(f'invalid annotation file {path}: missing key {e}') from None
+    except (TypeError, ValueError) as e:
         raise LayoutError(f'invalid annotation file {path}: {e}') from None
     return CrowdAnnotation(image, w, h, pts.astype(np.float32), cov)
 

@@ -1,6 +1,10 @@
 """Engine components: the precompute hook and data set -> fit-sample collection."""
 from .hooks import GSTPrecomputeHook
 from .precompute import (
+    CacheGroup,
+    CacheReport,
+    cache_groups,
+    check_dataset,
     collect_gaussian_samples,
     dataset_cache_dir,
     dataset_data_root,
@@ -8,6 +12,7 @@ from .precompute import (
 )
 
 __all__ = [
-    'GSTPrecomputeHook', 'collect_gaussian_samples', 'dataset_cache_dir', 'dataset_data_root',
+    'GSTPrecomputeHook', 'CacheGroup', 'CacheReport', 'cache_groups', 'check_dataset',
+    'collect_gaussian_samples', 'dataset_cache_dir', 'dataset_data_root',
     'precompute_dataset'
 ]

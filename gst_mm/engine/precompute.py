@@ -5,8 +5,9 @@ The fitting itself is :func:`gst_mm.splatting.fit_missing` (pure core).
 """
 from __future__ import annotations
 
-import os.path as osp
+import os
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -23,14 +24,24 @@ from gst_mm.splatting.cache import relative_key
 
 
 def _unwrap(dataset):
-    """Yield the leaf data sets of MMEngine wrappers (Concat/Repeat/ClassBalanced)."""
-    if hasattr(dataset, 'datasets'):
-        for sub in dataset.datasets:
-            yield from _unwrap(sub)
-    elif hasattr(dataset, 'dataset') and not hasattr(dataset, 'get_data_info'):
-        yield from _unwrap(dataset.dataset)
-    else:
-        yield dataset
+    """Yield the leaf data sets of wrappers, each once: MMEngine's ``ConcatDataset`` /
+    MMPose's ``CombinedDataset`` (``.datasets``), ``RepeatDataset`` and
+    ``ClassBalancedDataset`` (``.dataset``), nested to any depth."""
+    from mmengine.dataset import BaseDataset, ClassBalancedDataset, RepeatDataset
+    seen = set()
+
+    def walk(ds):
+        if hasattr(ds, 'datasets'):
+            for sub in ds.datasets:
+                yield from walk(sub)
+        elif isinstance(ds, (RepeatDataset, ClassBalancedDataset)) or (
+                hasattr(ds, 'dataset') and not isinstance(ds, BaseDataset)):
+            yield from walk(ds.dataset)
+        elif id(ds) not in seen:
+            seen.add(id(ds))
+            yield ds
+
+    yield from walk(dataset)
 
 
 def _points_of(info: dict) -> np.ndarray:
@@ -55,33 +66,80 @@ def _points_of(info: dict) -> np.ndarray:
         "'points' nor 'keypoints'")
 
 
-def collect_gaussian_samples(dataset) -> Tuple[List[GaussianSample], Optional[str]]:
-    """Group a data set's raw annotations by image into fit samples.
+@dataclass
+class CacheGroup:
+    """The images of one data root and the Gaussian cache they belong to.
 
-    All points of all instances of one image are fitted together (method.md 5:
-    every visible joint of every person). Raw data infos are read without
-    running the pipeline.
-
-    Returns:
-        ``(samples, data_root)``: samples in data-set order, one per image, and
-        the data set's ``data_root`` (cache keys are relative to it).
+    Attributes:
+        data_root: cache keys are image paths relative to it (``None``: absolute).
+        cache_dir: the cache folder (default ``<data_root>/gst_cache``).
+        samples: one :class:`GaussianSample` per unique image, in data-set order.
     """
-    grouped: 'OrderedDict[str, List[np.ndarray]]' = OrderedDict()
-    data_root = dataset_data_root(dataset)
+    data_root: Optional[str]
+    cache_dir: str
+    samples: List[GaussianSample] = field(default_factory=list)
+
+    def cache(self) -> GaussianCache:
+        return GaussianCache(self.cache_dir, data_root=self.data_root)
+
+
+def cache_groups(dataset, cache_dir: Optional[str] = None,
+                 data_root: Optional[str] = None) -> List[CacheGroup]:
+    """Group a data set's raw annotations by image into fit samples, per cache.
+
+    Every leaf of the data set's wrappers (Concat / Repeat / ClassBalanced, nested)
+    belongs to the cache of its own ``data_root``: ``cache_dir`` (when given, for
+    one root only) else ``<data_root>/gst_cache``, the folder ``LoadCrowdGaussians``
+    reads for that sample. Repeated infos are fitted once; all points of all
+    instances of one image are fitted together (method.md 5: every visible joint of
+    every person). Raw data infos are read without running the pipeline.
+
+    Args:
+        dataset: a built data set (crowd, MMPose or a wrapper of them).
+        cache_dir: one cache for every image (a data set with one data root).
+        data_root: key root for every image (default: each leaf's own).
+
+    Raises:
+        ValueError: ``cache_dir`` given for leaves with different data roots, or
+            one image listed by two leaves with different annotations.
+    """
+    groups: 'OrderedDict[Tuple[Optional[str], str], CacheGroup]' = OrderedDict()
+    # image -> (its group, {leaf: point parts}) in data-set order
+    images: 'OrderedDict[str, Tuple[CacheGroup, Dict[int, List[np.ndarray]]]]' = OrderedDict()
     for leaf in _unwrap(dataset):
         if hasattr(leaf, 'full_init'):
             leaf.full_init()
+        root = data_root or getattr(leaf, 'data_root', None) or None
+        group_key = (root, cache_dir or default_cache_dir(root))
+        group = groups.setdefault(group_key, CacheGroup(root, group_key[1]))
         # data_list is emptied when a data set serialises it: read through get_data_info
         for idx in range(len(leaf)):
             info = leaf.get_data_info(idx)
-            img_path = info['img_path']
-            grouped.setdefault(img_path, []).append(_points_of(info))
-    samples = []
-    for img_path, parts in grouped.items():
-        key = osp.relpath(img_path, data_root) if data_root else img_path
-        points = np.concatenate(parts, axis=0) if parts else np.zeros((0, 2), np.float32)
-        samples.append(GaussianSample(key=key, img_path=img_path, points=points))
-    return samples, data_root
+            _, parts = images.setdefault(info['img_path'], (group, {}))
+            parts.setdefault(id(leaf), []).append(_points_of(info))
+    if cache_dir and len(groups) > 1:
+        roots = ', '.join(repr(r) for r, _ in groups)
+        raise ValueError(f'cache_dir {cache_dir!r} is given for a data set with several data '
+                         f'roots ({roots}); leave cache_dir unset so each part uses its own '
+                         '<data_root>/gst_cache')
+    for img_path, (group, parts) in images.items():
+        per_leaf = [np.concatenate(p, 0) for p in parts.values()]
+        points = per_leaf[0]
+        if any(p.shape != points.shape or not np.array_equal(p, points) for p in per_leaf[1:]):
+            raise ValueError(f'{img_path} is listed by {len(per_leaf)} data sets with different '
+                             'annotations; a Gaussian cache entry belongs to one annotation')
+        key = (relative_key(img_path, group.data_root) if group.data_root else None) or img_path
+        group.samples.append(GaussianSample(key, img_path, points))
+    return list(groups.values())
+
+
+def collect_gaussian_samples(dataset) -> Tuple[List[GaussianSample], Optional[str]]:
+    """``(samples, data_root)`` of a data set with one data root (see
+    :func:`cache_groups`, which also serves wrappers of several roots)."""
+    groups = cache_groups(dataset)
+    if len(groups) != 1:
+        raise ValueError(f'the data set has {len(groups)} data roots; use cache_groups')
+    return groups[0].samples, groups[0].data_root
 
 
 def dataset_data_root(dataset) -> Optional[str]:
@@ -95,10 +153,17 @@ def dataset_data_root(dataset) -> Optional[str]:
 
 def dataset_cache_dir(dataset, cache_dir: Optional[str] = None,
                       data_root: Optional[str] = None) -> str:
-    """The Gaussian cache of ``dataset``: ``cache_dir`` when given, else
-    ``<data_root>/gst_cache`` with ``data_root`` defaulting to the data set's own (the
-    folder ``LoadCrowdGaussians`` reads by default)."""
-    return cache_dir or default_cache_dir(data_root or dataset_data_root(dataset))
+    """The Gaussian cache(s) of ``dataset`` as one string (``', '``-joined when its
+    parts have several data roots): ``cache_dir`` when given, else each
+    ``<data_root>/gst_cache`` (the folders ``LoadCrowdGaussians`` reads by default)."""
+    if cache_dir:
+        return cache_dir
+    dirs = []
+    for leaf in _unwrap(dataset):
+        d = default_cache_dir(data_root or getattr(leaf, 'data_root', None))
+        if d not in dirs:
+            dirs.append(d)
+    return ', '.join(dirs)
 
 
 def check_under_root(samples: List[GaussianSample], data_root: str,
@@ -142,10 +207,88 @@ def precompute_dataset(dataset,
         shard: ``(k, n)``: fit only the k-th of n interleaved shards.
         progress: show a progress bar.
     """
-    samples, ds_root = collect_gaussian_samples(dataset)
-    root = data_root or ds_root
-    cache = GaussianCache(dataset_cache_dir(dataset, cache_dir, root), data_root=root)
-    if root:
-        check_under_root(samples, root, ds_root)
-    return fit_missing(samples, cache, dict(fit_cfg or {}), workers=workers, shard=shard,
-                       progress=progress)
+    fit_cfg = dict(fit_cfg or {})
+    summary = PrecomputeSummary()
+    groups = cache_groups(dataset, cache_dir, data_root)
+    for group in groups:  # every configuration error before any fitting
+        if group.data_root:
+            check_under_root(group.samples, group.data_root, dataset_data_root(dataset))
+    for group in groups:
+        summary.merge(fit_missing(group.samples, group.cache(), fit_cfg, workers=workers,
+                                  shard=shard, progress=progress))
+    return summary
+
+
+@dataclass
+class CacheReport:
+    """Read-only state of a data set's Gaussian cache (``tools/precompute.py --check``).
+
+    Attributes:
+        counts: entries per state: ``valid``, ``missing``, ``corrupt``, ``stale``
+            and ``no image`` (the image file itself is missing).
+        stale_kinds: stale entries per failed rule (``image``, ``points``,
+            ``settings``, ``format``...).
+        examples: up to ``max_examples`` messages per state / stale kind.
+        disk_bytes: size of the cache folders' files (entries and temp files).
+        cache_dirs: the folders checked.
+    """
+    counts: Dict[str, int] = field(default_factory=dict)
+    stale_kinds: Dict[str, int] = field(default_factory=dict)
+    examples: Dict[str, List[str]] = field(default_factory=dict)
+    disk_bytes: int = 0
+    cache_dirs: List[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Every entry valid."""
+        return all(v == 0 for k, v in self.counts.items() if k != 'valid')
+
+    def __str__(self) -> str:
+        total = sum(self.counts.values())
+        parts = [f'{self.counts.get(s, 0)} {s}'
+                 for s in ('valid', 'missing', 'stale', 'corrupt', 'no image')]
+        kinds = ', '.join(f'{k}: {v}' for k, v in sorted(self.stale_kinds.items()))
+        lines = [f'{total} images: ' + ', '.join(parts) + (f' (stale by {kinds})' if kinds else '')
+                 + f'; {self.disk_bytes / 2**20:.1f} MiB in {", ".join(self.cache_dirs)}']
+        for name, messages in self.examples.items():
+            lines += [f'  {name}: {m}' for m in messages]
+        return '\n'.join(lines)
+
+
+def check_dataset(dataset, cache_dir: Optional[str] = None, fit_cfg: Optional[Dict] = None,
+                  data_root: Optional[str] = None, max_examples: int = 3) -> CacheReport:
+    """Report (read-only: nothing is fitted, written or removed) the state of every
+    image's cache entry under the validity rule of :mod:`gst_mm.splatting.cache`
+    (the rule :func:`precompute_dataset` refits by). Arguments as
+    :func:`precompute_dataset`."""
+    from gst_mm.splatting.fit import fit_settings, fit_settings_key
+    from gst_mm.splatting.precompute import sample_status
+    fit_key = fit_settings_key(fit_settings(**dict(fit_cfg or {})))
+    report = CacheReport()
+    for group in cache_groups(dataset, cache_dir, data_root):
+        cache = group.cache()
+        report.cache_dirs.append(cache.root)
+        for sample in group.samples:
+            status = sample_status(sample, cache, fit_key)
+            state = 'no image' if status is None else status.state
+            report.counts[state] = report.counts.get(state, 0) + 1
+            label = state if status is None or status.kind is None else f'stale ({status.kind})'
+            if status is not None and status.kind:
+                report.stale_kinds[status.kind] = report.stale_kinds.get(status.kind, 0) + 1
+            if state != 'valid':
+                shown = report.examples.setdefault(label, [])
+                if len(shown) < max_examples:
+                    shown.append(status.message if status else f'{sample.img_path}: not found')
+        report.disk_bytes += _folder_bytes(cache.root)
+    return report
+
+
+def _folder_bytes(folder: str) -> int:
+    total = 0
+    for dirpath, _, names in os.walk(folder):
+        for name in names:
+            try:
+                total += os.path.getsize(os.path.join(dirpath, name))
+            except OSError:
+                continue
+    return total

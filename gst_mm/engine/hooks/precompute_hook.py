@@ -1,14 +1,15 @@
 """Fit the Gaussians a run needs before it starts."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
-from mmengine.dist import barrier, get_dist_info
+from mmengine.dist import all_gather_object, get_dist_info
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.runner import BaseLoop
 
 from gst_mm.registry import HOOKS
+from gst_mm.splatting.fit import fit_settings
 
 from ..precompute import dataset_cache_dir, precompute_dataset
 
@@ -19,13 +20,15 @@ class GSTPrecomputeHook(Hook):
 
     So that ``tools/train.py CONFIG`` just works on a fresh data set. Under
     distributed training every rank fits an interleaved shard of the missing
-    images, then all ranks wait for each other (the cache directory must be
-    shared by the ranks).
+    images, then the ranks exchange their outcomes: a failure on any rank (an
+    image that could not be fitted, or an error) stops every rank with the same
+    message (the cache directory must be shared by the ranks).
 
     Args:
         cache_dir: root of the HDF5 Gaussian cache (the same value the
             data-pipeline transform reads); default: each data set's
-            ``<data_root>/gst_cache``, where ``LoadCrowdGaussians`` looks by default.
+            ``<data_root>/gst_cache``, where ``LoadCrowdGaussians`` looks by default
+            (each part of a ``ConcatDataset`` its own).
         data_root: cache keys are image paths relative to it; default: each data
             set's ``data_root``.
         fit_cfg: keyword arguments of :func:`gst_mm.splatting.fit_gaussians`
@@ -53,6 +56,7 @@ class GSTPrecomputeHook(Hook):
         self.cache_dir = cache_dir
         self.data_root = data_root
         self.fit_cfg = dict(fit_cfg or {})
+        fit_settings(**self.fit_cfg)  # a typo in fit_cfg fails when the config is built
         self.splits = tuple(splits)
         self.workers = workers
         self.allow_failures = allow_failures
@@ -66,28 +70,43 @@ class GSTPrecomputeHook(Hook):
 
     def before_run(self, runner) -> None:
         rank, world_size = get_dist_info()
-        failed, caches = [], []
-        for split in self.splits:
-            dataset = self._dataset_of(runner, split)
-            if dataset is None:
-                continue
-            cache_dir = dataset_cache_dir(dataset, self.cache_dir, self.data_root)
-            print_log(f'GSTPrecomputeHook: checking Gaussian cache of the {split} set '
-                      f'in {cache_dir}', logger='current')
-            summary = precompute_dataset(
-                dataset,
-                cache_dir,
-                fit_cfg=self.fit_cfg,
-                data_root=self.data_root,
-                workers=self.workers,
-                shard=(rank, world_size),
-                progress=rank == 0)
-            print_log(f'GSTPrecomputeHook [{split}, rank {rank}/{world_size}]: {summary}',
-                      logger='current')
-            failed += list(summary.failed)
-            caches.append(cache_dir)
+        failed: List[Tuple[str, str]] = []
+        caches: List[str] = []
+        error: Optional[str] = None
+        try:
+            for split in self.splits:
+                dataset = self._dataset_of(runner, split)
+                if dataset is None:
+                    continue
+                cache_dir = dataset_cache_dir(dataset, self.cache_dir, self.data_root)
+                print_log(f'GSTPrecomputeHook: checking Gaussian cache of the {split} set '
+                          f'in {cache_dir}', logger='current')
+                summary = precompute_dataset(
+                    dataset,
+                    self.cache_dir,
+                    fit_cfg=self.fit_cfg,
+                    data_root=self.data_root,
+                    workers=self.workers,
+                    shard=(rank, world_size),
+                    progress=rank == 0)
+                print_log(f'GSTPrecomputeHook [{split}, rank {rank}/{world_size}]: {summary}',
+                          logger='current')
+                failed += list(summary.failed)
+                caches.append(cache_dir)
+        except Exception as e:  # noqa: BLE001 - re-raised on every rank below
+            if world_size == 1:
+                raise
+            error = f'rank {rank}: {type(e).__name__}: {e}'
         if world_size > 1:
-            barrier()
+            # every rank learns every rank's outcome: one failure stops all ranks with
+            # the same message instead of leaving them at the next collective
+            outcomes = all_gather_object((failed, caches, error))
+            failed = [f for out in outcomes for f in out[0]]
+            caches = list(dict.fromkeys(c for out in outcomes for c in out[1]))
+            errors = [out[2] for out in outcomes if out[2]]
+            if errors:
+                raise RuntimeError('GSTPrecomputeHook failed on '
+                                   f'{len(errors)} of {world_size} ranks: ' + '; '.join(errors))
         if failed and not self.allow_failures:
             lines = '\n'.join(f'  {key}: {reason}' for key, reason in failed)
             raise RuntimeError(
