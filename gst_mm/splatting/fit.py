@@ -243,8 +243,6 @@ def _resolve_settings(mode: str, *, lr: float, delta: float, beta: float, backen
     if compositing is None:
         compositing = 'alpha' if backend == 'gsplat' else 'sum'
     backend = resolve_backend(backend, compositing)
-    if backend == 'dense':
-        raise ValueError("fit_gaussians does not use the dense reference renderer")
     if backend == 'gsplat' and compositing != 'alpha':
         raise ValueError('the gsplat backend only does alpha compositing')
     if scale_lr is None:
@@ -355,7 +353,8 @@ def fit_gaussians(image: np.ndarray, points: np.ndarray, *, iterations: Optional
         iterations: maximum Adam steps (preset: 300 default / 4000 reference).
         lr: Adam learning rate (colour, angle; stds too unless ``scale_lr``).
         delta, beta: deformity elimination threshold and weight.
-        backend: renderer, ``'auto'`` | ``'torch'`` | ``'gsplat'``; ``'auto'`` is
+        backend: renderer, ``'auto'`` | ``'torch'`` | ``'gsplat'`` | ``'dense'`` (the
+            exact ``O(N H W)`` reference, for agreement tests); ``'auto'`` is
             gsplat when it works and compositing is alpha, else the torch renderer
             (:func:`.render.resolve_backend`; the choice is logged once).
         mode: preset, ``'default'`` or ``'reference'`` (module doc).

@@ -158,6 +158,18 @@ def test_repeat_dataset_fits_unique_images_once(tmp_path):
     summary = precompute_dataset(rep, fit_cfg=FIT, progress=False)
     assert len(summary.fitted) == 4
     assert len(_load_all(rep)) == 12  # every repeated sample loads (points not doubled)
+    # ClassBalancedDataset (needs category ids; one category here) unwraps the same way
+    from mmengine.dataset import ClassBalancedDataset
+
+    class OneClass(CrowdCountingDataset):
+        def get_cat_ids(self, idx):
+            return [0]
+
+    balanced = ClassBalancedDataset(OneClass(data_root=root, ann_file='all.txt',
+                                             pipeline=PIPELINE), oversample_thr=0.5)
+    assert [s.img_path for s in cache_groups(balanced)[0].samples] == [
+        base.get_data_info(i)['img_path'] for i in range(4)]
+    assert len(precompute_dataset(balanced, fit_cfg=FIT, progress=False).skipped) == 4
     # MMEngine 0.10 wrappers take only leaf data sets; the same images twice in a
     # ConcatDataset (one object twice, or two objects over one root) are one cache
     twice = ConcatDataset([base, base, _dataset(root)])
