@@ -150,7 +150,11 @@ def fit_missing(samples: Sequence[GaussianSample], cache: GaussianCache,
     fit_key = fit_settings_key(fit_settings(**fit_cfg))  # TypeError on a typo, before fitting
     summary = PrecomputeSummary(fit_key=fit_key)
     todo: List[GaussianSample] = []
-    for sample in list(samples)[k::n]:
+    mine = list(samples)[k::n]
+    # temp files of writers killed inside their write window (never read: not *.h5),
+    # in every folder of this shard's entries
+    remove_stale_temps({osp.dirname(cache.path_for(s.img_path)) for s in mine})
+    for sample in mine:
         status = sample_status(sample, cache, fit_key)
         if status is not None and status.valid:
             summary.skipped.append(sample.key)
@@ -158,8 +162,6 @@ def fit_missing(samples: Sequence[GaussianSample], cache: GaussianCache,
         if status is not None and status.state != 'missing':
             summary.refitted.append((sample.key, status.message))
         todo.append(sample)  # a missing image fails in fit_sample, naming the file
-    # temp files of writers killed inside their write window (never read: not *.h5)
-    remove_stale_temps(osp.dirname(cache.path_for(s.img_path)) for s in todo)
 
     from tqdm import tqdm
     bar = tqdm(total=len(todo), desc='fitting Gaussians', unit='img', disable=not progress,
