@@ -40,10 +40,11 @@ from gst_mm.splatting import (  # noqa: E402
     GaussianCacheError,
     Gaussians2D,
     fit_gaussians,
+    knn_distance,
     read_image,
     render,
 )
-from gst_mm.splatting.fit import knn_distance, median_background  # noqa: E402
+from gst_mm.splatting.fit import median_background  # noqa: E402
 
 #: MMPose keypoints (pixel indices) -> splatting convention (pixel centres at +0.5)
 MMPOSE_SHIFT = np.float32(0.5)

@@ -3,7 +3,7 @@
 Pure module (numpy + OpenCV; no mmengine). Each image shows one articulated
 "figure" with ``K = 11`` landmarks (head top, neck, pelvis, left/right elbow,
 hand, knee, foot, see :data:`KEYPOINT_NAMES`) on a textured background with
-distractor textures (the primitives of :mod:`.synthetic_crowd`). The figure is a
+distractor textures (:mod:`gst_mm.splatting.synthetic_draw`). The figure is a
 fixed template bent at every joint by a random angle, then rotated, scaled and
 placed at random; limbs are thick lines, hands discs, feet bars, the head an
 ellipse. Left limbs are drawn darker and striped, right limbs lighter and solid,
@@ -25,8 +25,10 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from gst_mm.splatting.synthetic_draw import add_distractors, textured_background
+
 from .layout import atomic_write_bytes, encode_jpeg
-from .synthetic_crowd import add_distractors, image_rng, textured_background
+from .synthetic_crowd import image_rng
 
 KEYPOINT_NAMES = ('head_top', 'neck', 'pelvis', 'left_elbow', 'right_elbow', 'left_hand',
                   'right_hand', 'left_knee', 'right_knee', 'left_foot', 'right_foot')

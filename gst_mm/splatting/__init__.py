@@ -10,6 +10,7 @@ from .cache import CacheKeyError, GaussianCache, GaussianCacheError, default_cac
 from .fit import FitInfo, fit_gaussians
 from .gaussians import Gaussians2D
 from .image_io import ImageReadError, file_sha1, file_sha1_memo, read_image, read_image_file
+from .knn import knn_distance, knn_distances
 from .precompute import GaussianSample, PrecomputeSummary, fit_missing
 from .render import render
 
@@ -17,5 +18,5 @@ __all__ = [
     'Gaussians2D', 'render', 'fit_gaussians', 'FitInfo', 'read_image', 'GaussianCache',
     'GaussianCacheError', 'GaussianSample', 'fit_missing', 'PrecomputeSummary',
     'default_cache_dir', 'CacheKeyError', 'ImageReadError', 'file_sha1', 'file_sha1_memo',
-    'read_image_file',
+    'read_image_file', 'knn_distance', 'knn_distances',
 ]

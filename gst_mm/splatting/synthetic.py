@@ -1,78 +1,112 @@
-"""Synthetic scenes of Gaussian-profile ellipses with known covariance (pure numpy).
+"""Synthetic scenes of Gaussian-profile objects with known covariances (numpy; the one
+scene generator).
 
-Used by the ground-truth-recovery test and ``tools/benchmark/splatting.py``: each
-object is a 2D Gaussian blob ``alpha = exp(-d_M^2 / 2)`` of a random colour, composited
-("over", object 0 in front) on a smooth textured background. Object centres are the
-annotation points; the true stds, angles and covariances are returned with the image.
+Two scene models, one :class:`SyntheticScene`; the drawing primitives are in
+:mod:`.synthetic_draw`:
+
+* :func:`make_scene` (the ground-truth-recovery tests, ``tools/benchmark/splatting.py``):
+  ellipses of log-uniform size placed uniformly, each an opaque blob
+  ``alpha = exp(-d_M^2 / 2)`` of a random colour, composited ("over", object 0 in
+  front) on a smooth Fourier background. :func:`recovery_errors` scores a fit on it.
+* :func:`make_crowd_scene` (the synthetic crowd data set,
+  :mod:`gst_mm.datasets.synthetic_crowd`): a textured background with distractor
+  textures, objects (blobs of peak opacity ``opacity``, cut at Mahalanobis radius
+  ``extent``) shrinking towards the top of the image (perspective), drawn far to near
+  so near objects occlude far ones, thin occluders on top and sensor noise.
+
+Both place objects by rejection with the same spacing rule (centres at least
+``spacing * (s_i + s_j)`` apart, major stds). Everything is drawn from the ``rng`` /
+seed given, so a scene is a pure function of it.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Tuple
+from dataclasses import dataclass, field
+from typing import List, Protocol, Sequence, Tuple
 
 import numpy as np
+
+from .synthetic_draw import (
+    add_distractors,
+    add_occluders,
+    draw_gaussian_blob,
+    draw_gaussian_box,
+    smooth_background,
+    textured_background,
+    to_uint8,
+)
 
 
 @dataclass
 class SyntheticScene:
-    """A synthetic image and the ground truth of its objects.
+    """A synthetic image and the ground truth of its ``N`` objects.
 
     Attributes:
-        image: ``(H, W, 3)`` uint8 RGB.
-        points: ``(N, 2)`` float32 object centres, px (x, y), pixel centre = +0.5.
-        scales: ``(N, 2)`` true stds px ``(major, minor)``.
-        angles: ``(N,)`` major-axis angle in [0, pi) from +x.
-        covariances: ``(N, 2, 2)`` px^2.
-        colors: ``(N, 3)`` in [0, 1].
-        background: ``(H, W, 3)`` float [0, 1] texture behind the objects.
+        image: ``(H, W, 3)`` uint8 **RGB**.
+        points: ``(N, 2)`` float32 point annotations, px (x, y), pixel centre = +0.5:
+            the object centres (displaced for a crowd scene with ``annotation_jitter``).
+        covariances: ``(N, 2, 2)`` float32 px^2, the drawn blobs' Sigma.
+        scales: ``(N, 2)`` float32 true stds px ``(major, minor)``.
+        angles: ``(N,)`` float32 major-axis angle in [0, pi) from +x.
+        colors: ``(N, 3)`` float32 RGB in [0, 1].
+        opacities: ``(N,)`` float32 peak opacities (1 for :func:`make_scene`).
+        centres: ``(N, 2)`` float32 the objects' true centres, px (x, y).
+        background: ``(H, W, 3)`` float32 RGB in [0, 1]: the scene before the
+            objects (and occluders and noise) were added.
     """
     image: np.ndarray
     points: np.ndarray
+    covariances: np.ndarray
     scales: np.ndarray
     angles: np.ndarray
-    covariances: np.ndarray
     colors: np.ndarray
-    background: np.ndarray
+    opacities: np.ndarray
+    centres: np.ndarray = field(repr=False)
+    background: np.ndarray = field(repr=False)
 
 
-def smooth_background(height: int, width: int, rng: np.random.Generator, *,
-                      max_freq: int = 6, contrast: float = 0.25) -> np.ndarray:
-    """``(H, W, 3)`` float smooth colour texture in about [0.2, 0.8]: a random sum of
-    low-frequency Fourier modes (periods >= 1/max_freq of the image side)."""
-    spec = np.zeros((3, height, width // 2 + 1), np.complex128)
-    fy = np.fft.fftfreq(height) * height
-    fx = np.arange(width // 2 + 1)
-    mask = (np.abs(fy)[:, None] <= max_freq) & (fx[None, :] <= max_freq)
-    mask[0, 0] = False
-    k = int(mask.sum())
-    coef = rng.normal(size=(3, k)) + 1j * rng.normal(size=(3, k))
-    radial = np.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)[mask]
-    spec[:, mask] = coef / (1.0 + radial)
-    tex = np.fft.irfft2(spec, s=(height, width), axes=(1, 2))
-    tex = tex / (np.abs(tex).max(axis=(1, 2), keepdims=True) + 1e-12)
-    base = rng.uniform(0.35, 0.65, size=(3, 1, 1))
-    return np.clip(base + contrast * tex, 0.0, 1.0).transpose(1, 2, 0)
+def covariances_from_axes(major: np.ndarray, minor: np.ndarray,
+                          angle: np.ndarray) -> np.ndarray:
+    """``R(angle) diag(major^2, minor^2) R(angle)^T``: float64 ``(N, 2, 2)`` px^2 from
+    stds ``(N,)`` px and major-axis angles ``(N,)`` radians from +x (numpy twin of
+    :func:`.gaussians.covariances_from_scales_angles`, kept in numpy so that the
+    scenes do not depend on torch's ``cos``)."""
+    major, minor, angle = (np.asarray(v, np.float64) for v in (major, minor, angle))
+    c, s = np.cos(angle), np.sin(angle)
+    v0, v1 = major ** 2, minor ** 2
+    cov = np.empty(angle.shape + (2, 2))
+    cov[..., 0, 0] = c * c * v0 + s * s * v1
+    cov[..., 1, 1] = s * s * v0 + c * c * v1
+    cov[..., 0, 1] = cov[..., 1, 0] = c * s * (v0 - v1)
+    return cov
 
 
-def _covariance(major: float, minor: float, angle: float) -> np.ndarray:
-    c, s = math.cos(angle), math.sin(angle)
-    R = np.array([[c, -s], [s, c]])
-    return R @ np.diag([major ** 2, minor ** 2]) @ R.T
+def _spaced(centres: Sequence[np.ndarray], stds: Sequence[float], c: np.ndarray, s: float,
+            spacing: float) -> bool:
+    """Whether a new centre ``c`` (major std ``s`` px) is at least ``spacing * (s_i +
+    s)`` from every placed centre ``centres[i]`` (major std ``stds[i]``)."""
+    if not centres:
+        return True
+    d = np.linalg.norm(np.asarray(centres) - c, axis=1)
+    return not np.any(d < spacing * (np.asarray(stds) + s))
 
 
+# ----------------------------------------------------------------------------
+# make_scene: uniform ellipses on a smooth background
+# ----------------------------------------------------------------------------
 def make_scene(height: int, width: int, num_objects: int, *,
                std_range: Tuple[float, float] = (2.0, 16.0),
                max_aspect: float = 1.5, min_separation: float = 1.2, seed: int = 0,
                max_tries: int = 200) -> SyntheticScene:
-    """Draw a scene of ``num_objects`` ellipses.
+    """Draw a scene of ``num_objects`` ellipses (sizes px).
 
     Stds: minor ~ log-uniform in ``[lo, hi / aspect]``, aspect ~ U[1, max_aspect],
     major = minor * aspect (so both in ``std_range``); angles ~ U[0, pi); colours ~
     U[0, 1]^3. Centres are rejection-sampled so two objects are at least
     ``min_separation * (major_i + major_j)`` apart (cores distinct, tails overlap
     partially) and at least ``1.5 * major`` from the border; an object that does not
-    fit after ``max_tries`` draws is shrunk by 10 % and retried.
+    fit after ``max_tries`` draws is shrunk by 10 % and retried. Each object is drawn
+    within its 3.33-sigma box (:func:`.synthetic_draw.draw_gaussian_box`).
     """
     rng = np.random.default_rng(seed)
     lo, hi = std_range
@@ -91,12 +125,9 @@ def make_scene(height: int, width: int, num_objects: int, *,
                 continue
             for _ in range(max_tries):
                 c = rng.uniform([margin, margin], [width - margin, height - margin])
-                if pts:
-                    d = np.linalg.norm(np.asarray(pts) - c, axis=1)
-                    if np.any(d < min_separation * (np.asarray(majors) + major)):
-                        continue
-                placed = True
-                break
+                if _spaced(pts, majors, c, major, min_separation):
+                    placed = True
+                    break
             if not placed:
                 if minor <= 0.5 * lo:
                     raise ValueError(f'cannot place {num_objects} objects in a '
@@ -107,33 +138,138 @@ def make_scene(height: int, width: int, num_objects: int, *,
         minors.append(minor)
         angs.append(rng.uniform(0.0, math.pi))
         cols.append(rng.uniform(0.0, 1.0, size=3))
-    covs = np.stack([_covariance(a, b, t) for a, b, t in zip(majors, minors, angs)]) \
-        if pts else np.zeros((0, 2, 2))
+    covs = covariances_from_axes(majors, minors, angs)
     # composite back to front ("over"), last object first, so object 0 is in front as
-    # in gsplat's front-to-back index order; each object within its 3.33-sigma box
+    # in gsplat's front-to-back index order
     for c, cov, col in reversed(list(zip(pts, covs, cols))):
-        r = 3.33 * np.sqrt(np.diag(cov))
-        x0, x1 = max(int(c[0] - r[0]), 0), min(int(c[0] + r[0]) + 1, width)
-        y0, y1 = max(int(c[1] - r[1]), 0), min(int(c[1] + r[1]) + 1, height)
-        xs = np.arange(x0, x1) + 0.5 - c[0]
-        ys = np.arange(y0, y1) + 0.5 - c[1]
-        inv = np.linalg.inv(cov)
-        q = 0.5 * (inv[0, 0] * xs[None, :] ** 2 + inv[1, 1] * ys[:, None] ** 2) \
-            + inv[0, 1] * xs[None, :] * ys[:, None]
-        a = np.exp(-q)[..., None]
-        canvas[y0:y1, x0:x1] = a * col + (1 - a) * canvas[y0:y1, x0:x1]
-    image = np.clip(np.round(canvas * 255), 0, 255).astype(np.uint8)
+        draw_gaussian_box(canvas, c, cov, col)
+    points = np.asarray(pts, np.float32).reshape(-1, 2)
     return SyntheticScene(
-        image=image,
-        points=np.asarray(pts, np.float32).reshape(-1, 2),
+        image=to_uint8(canvas * 255),
+        points=points,
+        covariances=covs.astype(np.float32),
         scales=(np.stack([majors, minors], 1).astype(np.float32) if pts
                 else np.zeros((0, 2), np.float32)),
         angles=np.asarray(angs, np.float32),
-        covariances=covs.astype(np.float32),
         colors=np.asarray(cols, np.float32).reshape(-1, 3),
+        opacities=np.ones(len(points), np.float32),
+        centres=points.copy(),
         background=background.astype(np.float32))
 
 
+# ----------------------------------------------------------------------------
+# make_crowd_scene: a perspective crowd on a textured, cluttered background
+# ----------------------------------------------------------------------------
+class CrowdSettings(Protocol):
+    """The settings :func:`make_crowd_scene` reads (sizes px); documented, with their
+    defaults, by :class:`gst_mm.datasets.synthetic_crowd.SyntheticCrowdConfig`, which
+    has them all."""
+    near_std: float
+    far_scale: float
+    max_aspect: float
+    min_spacing: float
+    opacity_range: Tuple[float, float]
+    extent: float
+    distractors: bool
+    occluders: bool
+    noise_std: float
+    annotation_jitter: float
+
+
+def perspective_scale(y: np.ndarray, height: int, far_scale: float) -> np.ndarray:
+    """Object size factor at row ``y`` px: ``far_scale`` on the top row rising
+    linearly to 1 on the bottom row."""
+    return far_scale + (1.0 - far_scale) * np.clip(np.asarray(y) / height, 0, 1)
+
+
+def place_crowd(rng: np.random.Generator, width: int, height: int, n: int,
+                cfg: CrowdSettings) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sample up to ``n`` centres (denser towards the top, partly clustered) and
+    their shapes (major std ``near_std`` x perspective x U[0.85, 1.15], aspect
+    U[1, max_aspect], angle U[0, pi)). Returns float64 ``(centres (M, 2) px,
+    covariances (M, 2, 2) px^2, scales (M, 2) (major, minor) px, angles (M,))`` with
+    ``M <= n``."""
+    n_clusters = int(rng.integers(1, 4))
+    centres = np.stack([rng.uniform(0.15, 0.85, n_clusters) * width,
+                        rng.uniform(0.1, 0.6, n_clusters) * height], 1)
+    pts: List[np.ndarray] = []
+    stds: List[float] = []
+    margin = 2.0
+    for _ in range(n * 30):
+        if len(pts) >= n:
+            break
+        if rng.random() < 0.5:
+            c = centres[rng.integers(0, n_clusters)]
+            p = c + rng.normal(0, 0.15, 2) * [width, height]
+        else:  # density rising towards the far (top) rows
+            p = np.array([rng.uniform(0, width), height * rng.random() ** 1.5])
+        if not (margin <= p[0] <= width - margin and margin <= p[1] <= height - margin):
+            continue
+        s = cfg.near_std * perspective_scale(p[1], height, cfg.far_scale) * rng.uniform(0.85, 1.15)
+        if not _spaced(pts, stds, p, s, cfg.min_spacing):
+            continue
+        pts.append(p)
+        stds.append(float(s))
+    points = np.asarray(pts, np.float64).reshape(-1, 2)
+    major = np.asarray(stds, np.float64)
+    m = len(points)
+    aspect = rng.uniform(1.0, cfg.max_aspect, m)
+    theta = rng.uniform(0, np.pi, m)
+    minor = major / aspect
+    return points, covariances_from_axes(major, minor, theta), np.stack([major, minor], 1), theta
+
+
+def annotate_points(rng: np.random.Generator, centres: np.ndarray, cov: np.ndarray,
+                    width: int, height: int, jitter: float) -> np.ndarray:
+    """Point annotations of objects at ``centres`` ``(N, 2)`` px with covariances
+    ``(N, 2, 2)``: each centre displaced by isotropic noise of std ``jitter`` times the
+    object's geometric-mean std, kept inside the image. ``jitter == 0`` returns the
+    centres and draws nothing from ``rng`` (scenes stay byte-identical)."""
+    if jitter <= 0 or len(centres) == 0:
+        return np.asarray(centres, np.float64)
+    gstd = np.linalg.det(np.asarray(cov, np.float64)) ** 0.25  # sqrt(s1 * s2)
+    noisy = centres + rng.normal(0.0, 1.0, centres.shape) * (jitter * gstd)[:, None]
+    return np.clip(noisy, [0.0, 0.0], [width - 1e-3, height - 1e-3])
+
+
+def make_crowd_scene(rng: np.random.Generator, width: int, height: int, n_objects: int,
+                     cfg: CrowdSettings, textured: bool = True) -> SyntheticScene:
+    """Render one crowd scene (see the module docstring) of up to ``n_objects``
+    objects (fewer when the spacing rule cannot fit them). ``textured=False`` gives a
+    flat grey background without occluders or noise (tests: object moments then equal
+    the saved covariances)."""
+    if textured:
+        bg = textured_background(rng, height, width)
+        if cfg.distractors:
+            add_distractors(rng, bg)
+    else:
+        bg = np.full((height, width, 3), 128.0)
+    points, cov, scales, angles = place_crowd(rng, width, height, n_objects, cfg)
+    m = len(points)
+    # objects contrast with the local ground: dark or bright heads
+    colors = np.where(rng.random((m, 1)) < 0.7,
+                      rng.uniform(0.0, 0.25, (m, 3)), rng.uniform(0.75, 1.0, (m, 3)))
+    opac = rng.uniform(*cfg.opacity_range, m)
+    img = bg.copy()
+    for i in np.argsort(points[:, 1], kind='stable'):  # far (top) first
+        draw_gaussian_blob(img, points[i], cov[i], colors[i] * 255.0, opac[i], cfg.extent)
+    if textured:
+        if cfg.occluders:
+            add_occluders(rng, img)
+        if cfg.noise_std > 0:
+            img += rng.normal(0, cfg.noise_std, img.shape)
+    annotated = annotate_points(rng, points, cov, width, height, cfg.annotation_jitter)
+    return SyntheticScene(
+        image=to_uint8(img), points=annotated.astype(np.float32),
+        covariances=cov.astype(np.float32), scales=scales.astype(np.float32),
+        angles=angles.astype(np.float32), colors=colors.astype(np.float32),
+        opacities=opac.astype(np.float32), centres=points.astype(np.float32),
+        background=(bg / 255.0).astype(np.float32))
+
+
+# ----------------------------------------------------------------------------
+# scoring
+# ----------------------------------------------------------------------------
 def recovery_errors(true_scales: np.ndarray, true_angles: np.ndarray, fit_scales: np.ndarray,
                     fit_angles: np.ndarray, min_aspect: float = 1.3) -> dict:
     """Ground-truth recovery errors of fitted Gaussians.

@@ -233,7 +233,7 @@ def _single_blob(h=72, w=90):
     cov = np.array([[14.0, 5.0], [5.0, 8.0]])
     mean = np.array([37.3, 30.6])
     canvas = np.zeros((h, w, 1))
-    from gst_mm.datasets.synthetic_crowd import draw_gaussian_blob
+    from gst_mm.splatting.synthetic_draw import draw_gaussian_blob
     draw_gaussian_blob(canvas, mean, cov, (250.0, ), 1.0, 5.0)
     img = np.repeat(canvas.round().astype(np.uint8), 3, axis=2)
     return dict(img=img, img_path='blob', ori_shape=(h, w), img_shape=(h, w),

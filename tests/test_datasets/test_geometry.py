@@ -7,9 +7,9 @@ import pytest
 
 pytest.importorskip('mmcv')
 
-from gst_mm.datasets.synthetic_crowd import draw_gaussian_blob  # noqa: E402
 from gst_mm.datasets.transforms import geometry as G  # noqa: E402
 from gst_mm.splatting import Gaussians2D  # noqa: E402
+from gst_mm.splatting.synthetic_draw import draw_gaussian_blob  # noqa: E402
 
 
 def _moments(img: np.ndarray):

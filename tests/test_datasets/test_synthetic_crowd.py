@@ -1,4 +1,5 @@
-"""Synthetic crowd generator (gst_mm.datasets.synthetic_crowd, tools/make_synthetic_crowd.py)."""
+"""Synthetic crowd generator (gst_mm.datasets.synthetic_crowd, its scenes
+gst_mm.splatting.synthetic.make_crowd_scene, tools/make_synthetic_crowd.py)."""
 import dataclasses
 import os
 import os.path as osp
@@ -10,11 +11,11 @@ import pytest
 from gst_mm.datasets.layout import ANN_DIR, read_annotation, read_split
 from gst_mm.datasets.synthetic_crowd import (
     SyntheticCrowdConfig,
-    generate_scene,
     load_config,
     scene_for_index,
     write_dataset,
 )
+from gst_mm.splatting.synthetic import make_crowd_scene
 
 TINY = SyntheticCrowdConfig(num_images=5, min_size=64, max_size=96, min_objects=3,
                             max_objects=12, near_std=4.0, seed=4)
@@ -103,7 +104,7 @@ def test_drawn_objects_have_the_saved_covariances():
     cfg = SyntheticCrowdConfig(near_std=7.0, far_scale=0.5, max_aspect=2.5, min_spacing=5.0,
                                opacity_range=(1.0, 1.0))
     rng = np.random.default_rng(0)
-    scene = generate_scene(rng, 220, 200, 12, cfg, textured=False)
+    scene = make_crowd_scene(rng, 220, 200, 12, cfg, textured=False)
     assert len(scene.points) >= 4
     checked = 0
     for p, cov in zip(scene.points.astype(np.float64), scene.covariances.astype(np.float64)):
@@ -123,7 +124,7 @@ def test_drawn_objects_have_the_saved_covariances():
 
 def test_perspective_objects_smaller_far_away():
     cfg = SyntheticCrowdConfig(near_std=8.0, far_scale=0.3)
-    scene = generate_scene(np.random.default_rng(1), 300, 300, 150, cfg)
+    scene = make_crowd_scene(np.random.default_rng(1), 300, 300, 150, cfg)
     size = np.sqrt(np.linalg.det(scene.covariances.astype(np.float64))) ** 0.5  # geometric std
     y = scene.points[:, 1]
     assert np.corrcoef(y, size)[0, 1] > 0.8

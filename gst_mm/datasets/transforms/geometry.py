@@ -1,7 +1,8 @@
 """Affine bookkeeping shared by every geometric augmentation (crowd and pose).
 
-Pure module (numpy, scipy and duck-typed :class:`gst_mm.splatting.Gaussians2D`;
-no mmengine / mmcv imports), so it can be unit-tested without OpenMMLab.
+Pure module (numpy, :mod:`gst_mm.splatting.knn` and duck-typed
+:class:`gst_mm.splatting.Gaussians2D`; no mmengine / mmcv imports), so it can be
+unit-tested without OpenMMLab.
 
 Conventions
 -----------
@@ -29,6 +30,8 @@ from __future__ import annotations
 from typing import Any, MutableMapping, Optional, Sequence, Tuple
 
 import numpy as np
+
+from gst_mm.splatting.knn import knn_distance
 
 #: Per-point array fields of a results dict (first axis = point index).
 POINT_KEYS: Tuple[str, ...] = ('points', 'point_targets', 'neighbourhood_boxes',
@@ -158,15 +161,7 @@ def neighbourhood_sizes(points: Any, k: int = 3, min_size: float = 4.0,
     (Bayesian-loss convention). With fewer than ``k`` other points the mean is
     over those present; a lone point gets ``single_size``. Returns ``(N,)``."""
     p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    n = len(p)
-    if n == 0:
-        return np.zeros((0,), np.float32)
-    if n == 1:
-        return np.full((1,), np.clip(single_size, min_size, max_size), np.float32)
-    from scipy.spatial import cKDTree
-    kk = min(k, n - 1)
-    dist, _ = cKDTree(p).query(p, k=kk + 1)
-    d = np.asarray(dist).reshape(n, kk + 1)[:, 1:].mean(1)
+    d = knn_distance(p, k, single=single_size, floor=min_size)
     return np.clip(d, min_size, max_size).astype(np.float32)
 
 

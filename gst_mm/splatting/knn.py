@@ -1,0 +1,56 @@
+"""Nearest-neighbour distances of annotation points (numpy + scipy; the one kNN query).
+
+Used by the fit's kNN initialisation and background mask (:mod:`.fit`), the
+neighbourhood boxes of the crop-area rule
+(:func:`gst_mm.datasets.transforms.geometry.neighbourhood_sizes`) and
+``tools/visualize_gaussians.py``. Points are ``(x, y)`` in input pixels; distances
+are Euclidean, px.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def knn_distances(points: np.ndarray, k: int) -> np.ndarray:
+    """Distances to the ``k`` nearest *other* points, nearest first.
+
+    Args:
+        points: ``(N, 2)`` px (any float dtype; duplicates allowed: distance 0).
+        k: neighbours wanted, ``>= 1``; with fewer other points all ``N - 1`` are
+            returned.
+
+    Returns:
+        float64 ``(N, min(k, N - 1))`` px (``(N, 0)`` when ``N <= 1``).
+    """
+    if k < 1:
+        raise ValueError(f'k must be >= 1, got {k}')
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    n = len(p)
+    if n <= 1:
+        return np.zeros((n, 0))
+    from scipy.spatial import cKDTree
+    kk = min(k, n - 1)
+    d, _ = cKDTree(p).query(p, k=kk + 1)  # column 0: the point itself
+    return np.asarray(d).reshape(n, kk + 1)[:, 1:]
+
+
+def knn_distance(points: np.ndarray, k: int = 3, single: float = 8.0,
+                 floor: float = 1.0) -> np.ndarray:
+    """Mean distance (px) of each point to its ``k`` nearest other points.
+
+    Args:
+        points: ``(N, 2)`` px.
+        k: neighbours averaged (fewer when there are fewer other points).
+        single: the value of a lone point (``N == 1``), returned as is.
+        floor: lower bound px, so duplicate points never give zero (ignored for a
+            lone point).
+
+    Returns:
+        float64 ``(N,)`` px (``(0,)`` for no points).
+    """
+    n = len(points)
+    if n == 0:
+        return np.zeros(0)
+    if n == 1:
+        return np.full(1, single)
+    return np.maximum(knn_distances(points, k).mean(1), floor)
