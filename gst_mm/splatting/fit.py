@@ -4,20 +4,25 @@ Each Gaussian's mean is pinned at its point; its stds, angle and colour are fitt
 that the splatted Gaussians reconstruct the image (L1), with the deformity-elimination
 term ``beta * max_n relu(max(s1/s2, s2/s1) - delta)``.
 
-Two presets (``mode``):
+Two presets (``mode``, :mod:`.fit_config`):
 
-* ``'default'`` (measured in method.md 3b): log-std parameterisation, kNN-fraction
-  init (``0.3 * d_knn``), an estimated **background layer behind the Gaussians**
-  (median-filtered image, re-estimated ``bg_updates`` = 6 times, every 25 steps, from
-  the pixels the current fit leaves uncovered, with the fit's own colour removed);
-  that phase runs on the image shrunk 2x, then the fit converges at full resolution
-  with an early stop (at most 300 steps; typically 170-200). Images whose objects are
-  all large (pose photos) are fitted shrunk (``downsample='auto'``).
+* ``'default'``: log-std parameterisation, **initial stds read from the image**
+  (scale-normalised LoG scale selection at each point, bounded by the distance to
+  the nearest other point, :mod:`.scale`; docs/fit_scale.md), each std kept within
+  ``max_growth`` = 3x of its initial value (no ballooning into textureless regions),
+  an estimated **background layer behind the Gaussians** (median-filtered image,
+  re-estimated ``bg_updates`` = 6 times, every 25 steps, from the pixels the current
+  fit leaves uncovered, with the fit's own colour removed, :mod:`.background`); that
+  phase runs on the image shrunk 2x, then the fit converges at full resolution with
+  an early stop (at most 300 steps). Images whose objects are all large (by the
+  image-derived scale) are fitted shrunk (``downsample='auto'``).
 * ``'reference'`` (the authors' implementation): linear stds initialised at
   ``1 + max(ln d_knn, 2)``, the image pasted only into the background mask (nothing
   behind the Gaussians in foreground pixels), 4000 iterations, no early stop.
 
-Any explicit keyword overrides the preset.
+``init='knn'`` (``knn_fraction * d_knn``, the spacing heuristic) stays for ablations.
+Any explicit keyword overrides the preset. The parts of a fit (levels, parameters,
+renderer, objective, early stop) are in :mod:`.fit_steps`.
 """
 from __future__ import annotations
 
@@ -30,17 +35,21 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from .gaussians import Gaussians2D, covariances_from_scales_angles
-from .render import build_pairs, cutoff_radius, render, resolve_backend
+from .background import background_mask, median_background, reestimate_background
+from .fit_config import (
+    NOT_SETTINGS,
+    WINDOW_CAP,
+    default_device,
+    fit_settings_key,
+    resolve_settings,
+)
+from .fit_steps import GaussianParams, Splatter, coarse_factor, converged, make_level, objective
+from .gaussians import Gaussians2D
+from .knn import knn_distance
+from .scale import scale_bounds, scale_space_std
 
-MODES: Dict[str, Dict[str, Any]] = {
-    'default': dict(iterations=300, init='knn', background='estimate', scale_param='log',
-                    early_stop=True, downsample='auto', coarse=2),
-    'reference': dict(iterations=4000, init='reference', background='reference',
-                      scale_param='linear', early_stop=False, downsample=1, coarse=1),
-}
-WINDOW_CAP = 4.0  # background window <= max(H, W) / WINDOW_CAP px
-BACKGROUNDS = ('estimate', 'median', 'reference', 'none')
+__all__ = ['FitInfo', 'fit_gaussians', 'fit_settings', 'fit_settings_key', 'initial_stds',
+           'knn_distance', 'postprocess', 'to_rgb_uint8', 'check_points', 'median_background']
 
 
 @dataclass
@@ -53,7 +62,9 @@ class FitInfo:
             (False only for points dropped with ``drop_outside=True``).
         settings: the resolved settings (json-serialisable).
         fit_key: :func:`fit_settings_key` of ``settings`` (stored in the cache).
+        init_std: ``(N,)`` initial stds px of the input image.
         num_distorted, num_nonfinite: Gaussians fixed by post-processing.
+        num_bounded: Gaussians that ended on a growth bound.
     """
     iterations: int = 0
     seconds: float = 0.0
@@ -61,8 +72,10 @@ class FitInfo:
     kept: Optional[np.ndarray] = None
     settings: Dict[str, Any] = field(default_factory=dict)
     fit_key: str = ''
+    init_std: Optional[np.ndarray] = None
     num_distorted: int = 0
     num_nonfinite: int = 0
+    num_bounded: int = 0
 
 
 # ---------------------------------------------------------------------- inputs
@@ -119,189 +132,49 @@ def check_points(points: np.ndarray, height: int, width: int, *, name: str = 'im
     return pts[inside], inside
 
 
-def knn_distance(points: np.ndarray, k: int = 3, single: float = 8.0,
-                 floor: float = 1.0) -> np.ndarray:
-    """``(N,)`` mean distance (px) to the ``k`` nearest other points (``single`` when
-    there is one point), floored at ``floor`` px so duplicate points never give zero
-    scales."""
-    n = len(points)
-    if n == 0:
-        return np.zeros(0)
-    if n == 1:
-        return np.full(1, single)
-    from scipy.spatial import cKDTree
-    kk = min(k, n - 1)
-    d, _ = cKDTree(points).query(points, k=kk + 1)
-    return np.maximum(d[:, 1:].mean(1), floor)
+# ---------------------------------------------------------------------- init
+def initial_stds(image: np.ndarray, points: np.ndarray, knn: np.ndarray, init: str,
+                 knn_fraction: float = 0.3) -> np.ndarray:
+    """``(N,)`` initial std px of the Gaussians at ``points (N, 2)`` of ``image``:
 
-
-# ---------------------------------------------------------------------- background
-def background_mask(points: np.ndarray, knn: np.ndarray, height: int, width: int) -> np.ndarray:
-    """``(H, W)`` bool: pixels no isotropic disc of std ``clamp(knn/6, 2,
-    0.015 max(W, H))`` reaches (alpha >= 1/255), i.e. background (*(ref)*)."""
-    std = np.clip(knn / 6.0, 2.0, max(2.0, 0.015 * max(width, height)))
-    means = torch.as_tensor(points, dtype=torch.float32)
-    cov = torch.diag_embed(torch.as_tensor(np.stack([std, std], 1) ** 2, dtype=torch.float32))
-    acc = render(Gaussians2D(means, cov), height, width, 'torch', compositing='sum',
-                 return_alpha=True)[1]
-    return (acc <= 0).numpy()
-
-
-def median_background(image: np.ndarray, window: float) -> np.ndarray:
-    """``(H, W, 3)`` float [0, 1] median-filtered image with a ~``window`` px median
-    (computed on an image shrunk so the median kernel is 15 px, then resized back)."""
-    import cv2
-    h, w = image.shape[:2]
-    f = max(1.0, window / 15.0)
-    small = cv2.resize(image, (max(1, round(w / f)), max(1, round(h / f))),
-                       interpolation=cv2.INTER_AREA) if f > 1 else image
-    k = min(15, 2 * (min(small.shape[:2]) // 2) - 1)
-    med = cv2.medianBlur(small, k) if k >= 3 else small
-    med = cv2.resize(med, (w, h), interpolation=cv2.INTER_LINEAR) if f > 1 else med
-    return med.astype(np.float32) / 255.0
-
-
-def _smooth(values: np.ndarray, weights: np.ndarray, sigma: float) -> Tuple[np.ndarray, np.ndarray]:
-    """Normalised Gaussian smoothing of ``values (H, W, C)`` with ``weights (H, W)``,
-    computed on a grid shrunk so the kernel std is ~4 cells. Returns the smoothed
-    values and the smoothed weights (``(H, W, 1)``)."""
-    import cv2
-    h, w = weights.shape
-    f = max(1.0, sigma / 4.0)
-    size = (max(1, round(w / f)), max(1, round(h / f)))
-    num = values * weights[..., None]
-    den = weights.astype(np.float32)
-    if f > 1:
-        num = cv2.resize(num, size, interpolation=cv2.INTER_AREA)
-        den = cv2.resize(den, size, interpolation=cv2.INTER_AREA)
-    num = cv2.GaussianBlur(num, (0, 0), sigma / f)
-    den = cv2.GaussianBlur(den, (0, 0), sigma / f)
-    if f > 1:
-        num = cv2.resize(num, (w, h), interpolation=cv2.INTER_LINEAR)
-        den = cv2.resize(den, (w, h), interpolation=cv2.INTER_LINEAR)
-    den = den.reshape(h, w, 1)
-    return num / np.maximum(den, 1e-6), den
-
-
-def reestimate_background(image: np.ndarray, rgb: np.ndarray, acc: np.ndarray,
-                          previous: np.ndarray, window: float,
-                          max_alpha: float = 0.5) -> np.ndarray:
-    """Re-estimate the background layer from what the current fit leaves uncovered.
-
-    Where the accumulated alpha ``acc (H, W)`` of the Gaussians is below
-    ``max_alpha``, the background is seen directly: ``(image - rgb) / (1 - acc)``
-    (the fitted Gaussians' own colour removed). These estimates, weighted by
-    ``(1 - acc)^2``, are smoothed into the covered pixels (normalised Gaussian, coarse
-    to fine: std ``window``, ``window/2``, ``/4``, ``/8`` px, each finer level
-    overriding where it has enough support); where none is near, ``previous`` is kept.
-
-    Args: ``image``, ``rgb`` (the Gaussians alone, sum-composited), ``previous``:
-    ``(H, W, 3)`` float [0, 1]; ``window``: object-spacing scale in px.
+    * ``'scale'``: read from the image (:func:`.scale.scale_space_std`);
+    * ``'knn'``: ``knn_fraction * d_knn`` (>= 1 px), the spacing heuristic;
+    * ``'reference'``: the authors' ``1 + max(ln d_knn, 2)``.
     """
-    vis = np.clip(1.0 - acc, 0.0, 1.0)
-    weight = np.where(acc < max_alpha, vis * vis, 0.0).astype(np.float32)
-    unmixed = np.clip((image - rgb) / np.maximum(vis, 1e-3)[..., None], 0.0, 1.0)
-    unmixed = unmixed.astype(np.float32)
-    est = previous
-    for div in (1.0, 2.0, 4.0, 8.0):  # coarse to fine: large gaps filled from far away
-        smooth, den = _smooth(unmixed, weight, max(1.0, window / div))
-        trust = np.clip(den / 0.05, 0.0, 1.0)
-        est = trust * smooth + (1 - trust) * est
-    return est.astype(np.float32)
-
-
-# ---------------------------------------------------------------------- settings
-def _resolve(mode: str, **overrides) -> Dict[str, Any]:
-    if mode not in MODES:
-        raise ValueError(f'unknown fit mode {mode!r}; expected one of {tuple(MODES)}')
-    cfg = dict(MODES[mode])
-    cfg.update({k: v for k, v in overrides.items() if v is not None})
-    if isinstance(cfg['background'], np.ndarray):
-        cfg['background_image'], cfg['background'] = cfg['background'], 'given'
-    elif cfg['background'] not in BACKGROUNDS:
-        raise ValueError(f"unknown background {cfg['background']!r}; expected {BACKGROUNDS}")
-    if cfg['init'] not in ('knn', 'reference'):
-        raise ValueError(f"unknown init {cfg['init']!r}; expected 'knn' or 'reference'")
-    if cfg['scale_param'] not in ('log', 'linear'):
-        raise ValueError(f"unknown scale_param {cfg['scale_param']!r}")
-    return cfg
-
-
-def _resolve_settings(mode: str, *, lr: float, delta: float, beta: float, backend: str,
-                      compositing: Optional[str], knn_fraction: float,
-                      scale_lr: Optional[float], **rest) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """``(cfg, settings)``: the preset with its overrides (``cfg``, may hold a given
-    background image) and every setting of a fit that does not depend on the image
-    (json-serialisable ``settings``; see :func:`fit_settings_key`).
-
-    Compositing defaults to ``'sum'`` whatever the renderer (so the default fit is
-    the same fit on every machine); ``backend='auto'`` then resolves by
-    :func:`.render.resolve_backend` (gsplat only draws alpha compositing)."""
-    preset = {k: rest.pop(k) for k in ('iterations', 'init', 'background', 'scale_param',
-                                       'early_stop', 'downsample', 'coarse')}
-    cfg = _resolve(mode, **preset)
-    if compositing is None:
-        compositing = 'alpha' if backend == 'gsplat' else 'sum'
-    backend = resolve_backend(backend, compositing)
-    if backend == 'gsplat' and compositing != 'alpha':
-        raise ValueError('the gsplat backend only does alpha compositing')
-    if scale_lr is None:
-        scale_lr = 5 * lr if cfg['scale_param'] == 'log' else lr
-    settings = dict({k: v for k, v in cfg.items() if k != 'background_image'}, lr=lr,
-                    delta=delta, beta=beta, backend=backend, compositing=compositing,
-                    knn_fraction=knn_fraction, scale_lr=scale_lr, mode=mode, **rest)
-    return cfg, settings
-
-
-#: bumped when the fit's algorithm changes its result for the same settings
-FIT_VERSION = 1
-#: settings recorded per image (outcomes, not inputs): not part of the key
-_PER_IMAGE = ('downsample_factor', 'coarse_factor')
-#: arguments of :func:`fit_gaussians` that are not fit settings
-_NOT_SETTINGS = ('image', 'points', 'device', 'name', 'return_info', 'window_margin')
-
-
-def fit_settings(**fit_cfg) -> Dict[str, Any]:
-    """The resolved settings a :func:`fit_gaussians` call with ``fit_cfg`` would use
-    (preset, defaults and ``backend='auto'`` resolved), without fitting anything.
-
-    Raises ``TypeError`` naming unknown keys (a typo in a config's ``fit_cfg``)."""
-    import inspect
-    params = inspect.signature(fit_gaussians).parameters
-    unknown = sorted((set(fit_cfg) - set(params)) | (set(fit_cfg) & {'image', 'points'}))
-    if unknown:
-        raise TypeError(f'unknown fit setting(s) {unknown}; fit_gaussians takes '
-                        f'{sorted(k for k in params if k not in _NOT_SETTINGS)}')
-    args = {k: p.default for k, p in params.items() if k not in _NOT_SETTINGS}
-    args.update({k: v for k, v in fit_cfg.items() if k not in _NOT_SETTINGS})
-    return _resolve_settings(args.pop('mode'), **args)[1]
-
-
-def fit_settings_key(settings: Dict[str, Any]) -> str:
-    """16-hex-digit key of the settings that change a fit's result: every resolved
-    setting (mode, compositing, iterations, background, init, backend family, rates,
-    seed...) plus :data:`FIT_VERSION`; not the device nor per-image outcomes.
-    ``settings`` is :func:`fit_settings`'s result or a :class:`FitInfo`'s."""
-    import hashlib
-    import json
-    core = {k: v for k, v in settings.items() if k not in _PER_IMAGE}
-    core['fit_version'] = FIT_VERSION
-    text = json.dumps(core, sort_keys=True, default=str)
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
-
-
-def default_device() -> str:
-    """Device of a fit: CUDA when present (torch or gsplat renderer), else CPU."""
-    return 'cuda' if torch.cuda.is_available() else 'cpu'
-
-
-# ---------------------------------------------------------------------- fit
-def init_scales(knn: np.ndarray, init: str, knn_fraction: float) -> np.ndarray:
-    """``(N,)`` initial std px: *(ref)* ``1 + max(ln d_knn, 2)`` or
-    ``knn_fraction * d_knn`` (>= 1 px)."""
+    if init == 'scale':
+        return scale_space_std(image, points)
     if init == 'reference':
         return 1.0 + np.maximum(np.log(np.maximum(knn, 1e-12)), 2.0)
     return np.maximum(knn_fraction * knn, 1.0)
+
+
+def _downsample_factor(downsample, init_std: np.ndarray, min_std_px: float) -> int:
+    """Resolve ``downsample`` (``'auto'`` or a number >= 1) to an integer factor:
+    ``'auto'`` = ``floor(q10(init_std) / min_std_px)`` in [1, 8], so the smallest
+    objects keep at least ``min_std_px`` px of std after shrinking."""
+    if downsample == 'auto':
+        if len(init_std) == 0:
+            return 1
+        return int(np.clip(np.floor(np.quantile(init_std, 0.1) / min_std_px), 1, 8))
+    factor = float(downsample)
+    if not factor >= 1:
+        raise ValueError(f'downsample must be >= 1 or "auto", got {downsample!r}')
+    return int(round(factor))
+
+
+def _background_layer(bg_mode: str, img8: np.ndarray, target_np: np.ndarray,
+                      pts: np.ndarray, knn: np.ndarray, window: float,
+                      given: Optional[np.ndarray]) -> Tuple[np.ndarray, int]:
+    """``(background (H, W, 3) float, reconstruction pixel count)`` the fit starts with."""
+    h, w = target_np.shape[:2]
+    if bg_mode == 'reference':
+        mask = background_mask(pts, knn, h, w)
+        return target_np * mask[..., None], max(int((~mask).sum()), 1)
+    if bg_mode in ('estimate', 'median'):
+        return median_background(img8, window), h * w
+    if bg_mode == 'given':
+        return np.asarray(given, np.float32).reshape(h, w, 3), h * w
+    return np.zeros_like(target_np), h * w
 
 
 def postprocess(scales: torch.Tensor, angles: torch.Tensor, knn: np.ndarray,
@@ -319,18 +192,7 @@ def postprocess(scales: torch.Tensor, angles: torch.Tensor, knn: np.ndarray,
     return s, int(distorted.sum()), int(bad.sum())
 
 
-def _downsample_factor(downsample, init_std: np.ndarray, min_std_px: float) -> int:
-    """Resolve ``downsample`` (``'auto'`` or a number >= 1) to an integer factor."""
-    if downsample == 'auto':
-        if len(init_std) == 0:
-            return 1
-        return int(np.clip(np.floor(np.quantile(init_std, 0.1) / min_std_px), 1, 8))
-    factor = float(downsample)
-    if not factor >= 1:
-        raise ValueError(f'downsample must be >= 1 or "auto", got {downsample!r}')
-    return int(round(factor))
-
-
+# ---------------------------------------------------------------------- fit
 def fit_gaussians(image: np.ndarray, points: np.ndarray, *, iterations: Optional[int] = None,
                   lr: float = 0.01, delta: float = 1.5, beta: float = 0.2,
                   backend: str = 'auto', mode: str = 'default', init: Optional[str] = None,
@@ -340,7 +202,7 @@ def fit_gaussians(image: np.ndarray, points: np.ndarray, *, iterations: Optional
                   bg_updates: int = 6, bg_interval: int = 25, tol: float = 5e-3,
                   patience: int = 10,
                   window_margin: float = 1.15, downsample=None, coarse: Optional[int] = None,
-                  min_std_px: float = 4.0,
+                  min_std_px: float = 4.0, max_growth: Optional[float] = None,
                   seed: int = 0, drop_outside: bool = False,
                   device: Optional[str] = None, name: str = 'image',
                   return_info: bool = False):
@@ -358,7 +220,8 @@ def fit_gaussians(image: np.ndarray, points: np.ndarray, *, iterations: Optional
             gsplat when it works and compositing is alpha, else the torch renderer
             (:func:`.render.resolve_backend`; the choice is logged once).
         mode: preset, ``'default'`` or ``'reference'`` (module doc).
-        init: ``'knn'`` (``knn_fraction * d_knn``) or ``'reference'``.
+        init: ``'scale'`` (default preset: read from the image, :mod:`.scale`),
+            ``'knn'`` (``knn_fraction * d_knn``) or ``'reference'``.
         background: ``'estimate'`` | ``'median'`` | ``'reference'`` | ``'none'``, or a
             fixed ``(H, W, 3)`` float [0, 1] background layer (ablations).
         scale_param: ``'log'`` or ``'linear'`` stds.
@@ -376,12 +239,15 @@ def fit_gaussians(image: np.ndarray, points: np.ndarray, *, iterations: Optional
         downsample: fit on the image shrunk by this factor (area averaging) and map the
             Gaussians back; ``'auto'`` (default preset) picks
             ``floor(q10(initial std) / min_std_px)`` clamped to [1, 8], so only images
-            whose objects are all large (pose images) are shrunk; 1 = full resolution
-            (reference preset).
+            whose objects are all large (by the initial, image-derived std) are
+            shrunk; 1 = full resolution (reference preset).
         coarse: run the background re-estimation phase on the image shrunk by this
             factor (4x fewer pixel pairs per step for 2) and converge at full resolution
             afterwards (default preset 2, reference 1; only with ``'estimate'`` and log
             stds; skipped when the shrunk image would be under 48 px).
+        max_growth: every std stays within ``[init / max_growth, init * max_growth]``
+            (default preset 3; reference unbounded; ``math.inf`` = unbounded):
+            Gaussians cannot balloon into textureless regions (docs/fit_scale.md).
         seed: seeds the random initial angles (the fit is deterministic for a seed).
         drop_outside: drop points outside the image with a warning instead of raising.
         device: torch device (default: CUDA when present, else CPU).
@@ -393,15 +259,14 @@ def fit_gaussians(image: np.ndarray, points: np.ndarray, *, iterations: Optional
         (and the :class:`FitInfo`).
     """
     t0 = time.perf_counter()
-    cfg, settings = _resolve_settings(
+    cfg, settings = resolve_settings(
         mode, iterations=iterations, init=init, background=background,
         scale_param=scale_param, early_stop=early_stop, downsample=downsample, coarse=coarse,
-        lr=lr, delta=delta, beta=beta, backend=backend, compositing=compositing,
-        knn_fraction=knn_fraction, scale_lr=scale_lr, bg_updates=bg_updates,
-        bg_interval=bg_interval, tol=tol, patience=patience, seed=seed, min_std_px=min_std_px,
-        drop_outside=drop_outside)
-    backend, compositing, scale_lr = settings['backend'], settings['compositing'], \
-        settings['scale_lr']
+        max_growth=max_growth, lr=lr, delta=delta, beta=beta, backend=backend,
+        compositing=compositing, knn_fraction=knn_fraction, scale_lr=scale_lr,
+        bg_updates=bg_updates, bg_interval=bg_interval, tol=tol, patience=patience, seed=seed,
+        min_std_px=min_std_px, drop_outside=drop_outside)
+    backend, compositing = settings['backend'], settings['compositing']
     img8 = to_rgb_uint8(image, name)
     H, W = img8.shape[:2]
     pts, kept = check_points(points, H, W, name=name, drop_outside=drop_outside)
@@ -414,154 +279,126 @@ def fit_gaussians(image: np.ndarray, points: np.ndarray, *, iterations: Optional
     dev = torch.device(device if device is not None else default_device())
     gen = torch.Generator().manual_seed(int(seed))
     knn = knn_distance(pts)
+    init_std = initial_stds(img8, pts, knn, cfg['init'], knn_fraction)
+    info.init_std = init_std
+    # working resolution: shrink images whose objects are all large
     full_pts, sx, sy = pts, 1.0, 1.0
-    factor = _downsample_factor(cfg['downsample'], init_scales(knn, cfg['init'], knn_fraction),
-                                min_std_px)
+    factor = _downsample_factor(cfg['downsample'], init_std, min_std_px)
     settings['downsample_factor'] = factor
+    given = cfg.get('background_image')
     if factor > 1:
         import cv2
         hs, ws = max(1, round(H / factor)), max(1, round(W / factor))
         sx, sy = W / ws, H / hs
         img8 = cv2.resize(img8, (ws, hs), interpolation=cv2.INTER_AREA)
-        if 'background_image' in cfg:
-            cfg['background_image'] = cv2.resize(np.asarray(cfg['background_image'], np.float32),
-                                                 (ws, hs), interpolation=cv2.INTER_AREA)
+        if given is not None:
+            given = cv2.resize(np.asarray(given, np.float32), (ws, hs),
+                               interpolation=cv2.INTER_AREA)
         H, W = hs, ws
         pts = pts / np.array([sx, sy])
         knn = knn_distance(pts)
-    window = float(np.clip(2.0 * np.median(knn), 15.0, max(15.0, max(H, W) / WINDOW_CAP)))
+        init_std = init_std / np.sqrt(sx * sy)
+    # the background's median window spans the objects (their image scale) and their gaps
+    window = float(np.clip(max(2.0 * np.median(knn), 6.0 * np.median(init_std)), 15.0,
+                           max(15.0, max(H, W) / WINDOW_CAP)))
     target_np = img8.astype(np.float32) / 255.0
+    bg_np, fg_count = _background_layer(cfg['background'], img8, target_np, pts, knn, window,
+                                        given)
 
-    bg_mode = cfg['background']
-    fg_count = H * W
-    if bg_mode == 'reference':
-        bgmask = background_mask(pts, knn, H, W)
-        bg_np = target_np * bgmask[..., None]
-        fg_count = max(int((~bgmask).sum()), 1)
-    elif bg_mode in ('estimate', 'median'):
-        bg_np = median_background(img8, window)
-    elif bg_mode == 'given':
-        bg_np = np.asarray(cfg['background_image'], np.float32).reshape(H, W, 3)
-    else:
-        bg_np = np.zeros_like(target_np)
-
-    # parameters (stds in working-resolution px)
-    s0 = torch.as_tensor(init_scales(knn, cfg['init'], knn_fraction), dtype=torch.float32)
-    s0 = s0[:, None].repeat(1, 2).to(dev)
-    log_param = cfg['scale_param'] == 'log'
-    n_updates = bg_updates if bg_mode == 'estimate' else 0
-    # coarse level: the background re-estimation phase runs on the image shrunk by
-    # `coarse` (4x fewer pixel pairs), the final convergence at working resolution
-    coarse = int(cfg['coarse']) if (n_updates and log_param) else 1
-    if coarse > 1 and min(H, W) / coarse < 48:
-        coarse = 1
-    settings['coarse_factor'] = coarse
-
-    def level(f: int):
-        """(height, width, target (H, W, 3) float, means (N, 2), px scale) at 1/f."""
-        if f == 1:
-            return H, W, target_np, pts, 1.0
+    log_stds = cfg['scale_param'] == 'log'
+    n_updates = bg_updates if cfg['background'] == 'estimate' else 0
+    coarse_f = coarse_factor(H, W, cfg['coarse'], n_updates, log_stds)
+    settings['coarse_factor'] = coarse_f
+    level = make_level(target_np, pts, coarse_f, dev)
+    if coarse_f > 1:
         import cv2
-        hl, wl = max(1, round(H / f)), max(1, round(W / f))
-        sxl, syl = W / wl, H / hl
-        tl = cv2.resize(target_np, (wl, hl), interpolation=cv2.INTER_AREA)
-        return hl, wl, tl, pts / np.array([sxl, syl]), math.sqrt(sxl * syl)
-
-    Hl, Wl, target_l, pts_l, px_scale = level(coarse)
-    if coarse > 1:
-        import cv2
-        bg_np = cv2.resize(bg_np, (Wl, Hl), interpolation=cv2.INTER_AREA)
-        s0 = s0 / px_scale
-    target = torch.as_tensor(target_l, device=dev)
+        bg_np = cv2.resize(bg_np, (level.width, level.height), interpolation=cv2.INTER_AREA)
     bg = torch.as_tensor(bg_np, device=dev)
-    means = torch.as_tensor(pts_l, dtype=torch.float32, device=dev)
-    scale_p = torch.nn.Parameter(s0.log() if log_param else s0.clone())
-    theta = torch.nn.Parameter((torch.rand(n, generator=gen) * math.pi).to(dev))
     xi = np.clip(np.floor(pts[:, 0]).astype(int), 0, W - 1)
     yi = np.clip(np.floor(pts[:, 1]).astype(int), 0, H - 1)
-    c0 = torch.as_tensor(target_np[yi, xi], device=dev).clamp(0.02, 0.98)
-    color_p = torch.nn.Parameter(torch.log(c0 / (1 - c0)))
-    opt = torch.optim.Adam([{'params': [scale_p], 'lr': scale_lr},
-                            {'params': [theta, color_p], 'lr': lr}])
-
-    def current_scales() -> torch.Tensor:
-        return scale_p.exp() if log_param else scale_p.abs().clamp_min(1e-3)
-
-    extent = cutoff_radius(1.0)
-    pairs = None
-
-    def splat(return_alpha: bool = False):
-        nonlocal pairs
-        s = current_scales()
-        cov = covariances_from_scales_angles(s, theta)
-        g = Gaussians2D(means, cov, torch.sigmoid(color_p))
-        if backend == 'torch':
-            if pairs is None or not pairs.covers(cov, extent):
-                pairs = build_pairs(means, cov, Hl, Wl, extent=extent, margin=window_margin,
-                                    pixel_major=compositing == 'alpha')
-        return render(g, Hl, Wl, backend, compositing=compositing, background=bg, pairs=pairs,
-                      return_alpha=return_alpha), s
+    growth = cfg['max_growth']
+    bounds = None if growth is None or math.isinf(growth) else tuple(b / level.px_scale
+                                               for b in scale_bounds(init_std, float(growth)))
+    params = GaussianParams(init_std / level.px_scale, torch.rand(n, generator=gen) * np.pi,
+                            torch.as_tensor(target_np[yi, xi]), log_stds, bounds, dev)
+    opt = params.optimizer(lr, settings['scale_lr'])
+    splat = Splatter(backend, compositing, window_margin)
 
     def update_background() -> None:
         """Re-estimate the background from what the current fit leaves uncovered."""
         nonlocal bg, bg_np
         with torch.no_grad():
-            bg_keep, bg = bg, None
-            (rgb_fg, acc), _ = splat(return_alpha=True)
-            bg = bg_keep
-        bg_np = reestimate_background(target_l, rgb_fg.cpu().numpy(), acc.cpu().numpy(),
-                                      bg_np, window / px_scale)
+            rgb_fg, acc = splat(params.gaussians(level.means), level, None)
+        bg_np = reestimate_background(level.target_np, rgb_fg.cpu().numpy(), acc.cpu().numpy(),
+                                      bg_np, window / level.px_scale)
         bg = torch.as_tensor(bg_np, device=dev)
 
-    max_iter = int(cfg['iterations'])
     last_update = 0
-    for step in range(1, max_iter + 1):
-        (out, _acc), s = splat(return_alpha=True)
-        rec = (out - target).abs().sum() / (3 * fg_count * (Hl * Wl) / (H * W))
-        ratio = torch.exp((s[:, 0].log() - s[:, 1].log()).abs())
-        shape = torch.relu(ratio - delta).max()
-        loss = rec + beta * shape
+    for step in range(1, int(cfg['iterations']) + 1):
+        out, _ = splat(params.gaussians(level.means), level, bg)
+        loss = objective(out, level.target, params.scales(), delta, beta,
+                         3 * fg_count * (level.height * level.width) / (H * W))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        params.clamp_()
         info.losses.append(float(loss.detach()))
         info.iterations = step
         if n_updates and step % bg_interval == 0:
             n_updates -= 1
             last_update = step
-            if n_updates == 0 and coarse > 1:
-                # switch to working resolution: stds scale by the pixel size
+            if n_updates == 0 and coarse_f > 1:  # to working resolution: stds scale by px
                 import cv2
-                with torch.no_grad():
-                    scale_p.add_(math.log(px_scale))
-                Hl, Wl, target_l, pts_l, px_scale = level(1)
-                target = torch.as_tensor(target_l, device=dev)
-                means = torch.as_tensor(pts_l, dtype=torch.float32, device=dev)
-                bg_np = cv2.resize(bg_np, (Wl, Hl), interpolation=cv2.INTER_LINEAR)
+                params.rescale(level.px_scale)
+                level = make_level(target_np, pts, 1, dev)
+                bg_np = cv2.resize(bg_np, (W, H), interpolation=cv2.INTER_LINEAR)
                 bg = torch.as_tensor(bg_np, device=dev)
-                pairs = None
+                splat.reset()
             update_background()
-        elif (cfg['early_stop'] and not n_updates and step - last_update >= 2 * patience):
-            last = float(np.mean(info.losses[-patience:]))
-            prev = float(np.mean(info.losses[-2 * patience:-patience]))
-            if prev - last < tol * last:  # converged: < tol relative gain per window
-                break
-    if coarse > 1 and n_updates:  # stopped on the coarse level (tiny iteration budget)
-        with torch.no_grad():
-            scale_p.add_(math.log(px_scale))
-        means = torch.as_tensor(pts, dtype=torch.float32, device=dev)
+        elif (cfg['early_stop'] and not n_updates and step - last_update >= 2 * patience
+              and converged(info.losses, patience, tol)):
+            break
+    if level.px_scale != 1.0:  # stopped on the coarse level (tiny iteration budget)
+        params.rescale(level.px_scale)
+    return _finish(params, pts, full_pts, knn, delta, factor, (sx, sy), info, t0, return_info)
 
+
+def _finish(params: GaussianParams, pts: np.ndarray, full_pts: np.ndarray, knn: np.ndarray,
+            delta: float, factor: int, shrink: Tuple[float, float], info: FitInfo, t0: float,
+            return_info: bool):
+    """Post-process the fitted parameters into :class:`Gaussians2D` of the input image."""
     with torch.no_grad():
-        s = current_scales().detach().cpu().float()
-        ang = theta.detach().cpu().float() % math.pi
+        s = params.scales().detach().cpu().float()
+        if params.bounds is not None:
+            hi = params.bounds[1].detach().cpu()
+            info.num_bounded = int((s >= hi * (1 - 1e-4)).any(1).sum())
+        ang = params.angle.detach().cpu().float() % np.pi
         s, info.num_distorted, info.num_nonfinite = postprocess(s, ang, knn, delta)
         ang = torch.where(torch.isfinite(ang), ang, torch.zeros_like(ang))
-        colors = torch.sigmoid(color_p.detach().cpu().float())
-        colors = torch.nan_to_num(colors, nan=0.5)
-        result = Gaussians2D.from_scales_angles(means.cpu(), s, ang, colors)
+        colors = torch.nan_to_num(torch.sigmoid(params.color.detach().cpu().float()), nan=0.5)
+        result = Gaussians2D.from_scales_angles(torch.as_tensor(pts, dtype=torch.float32), s,
+                                                ang, colors)
         if factor > 1:  # back to input pixels; means exactly the input points
-            scale = torch.tensor([[sx, 0.0], [0.0, sy]])
+            scale = torch.tensor([[shrink[0], 0.0], [0.0, shrink[1]]])
             result = Gaussians2D(torch.as_tensor(full_pts, dtype=torch.float32),
                                  scale @ result.covariances @ scale, colors)
     info.seconds = time.perf_counter() - t0
     return (result, info) if return_info else result
+
+
+def fit_settings(**fit_cfg) -> Dict[str, Any]:
+    """The resolved settings a :func:`fit_gaussians` call with ``fit_cfg`` would use
+    (preset, defaults and ``backend='auto'`` resolved), without fitting anything.
+
+    Raises ``TypeError`` naming unknown keys (a typo in a config's ``fit_cfg``)."""
+    import inspect
+    params = inspect.signature(fit_gaussians).parameters
+    unknown = sorted((set(fit_cfg) - set(params)) | (set(fit_cfg) & {'image', 'points'}))
+    if unknown:
+        raise TypeError(f'unknown fit setting(s) {unknown}; fit_gaussians takes '
+                        f'{sorted(k for k in params if k not in NOT_SETTINGS)}')
+    args = {k: p.default for k, p in params.items() if k not in NOT_SETTINGS}
+    args.update({k: v for k, v in fit_cfg.items() if k not in NOT_SETTINGS})
+    return resolve_settings(args.pop('mode'), **args)[1]
+
+
