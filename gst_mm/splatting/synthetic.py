@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import List, Protocol, Sequence, Tuple
+from typing import List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
@@ -97,7 +97,8 @@ def _spaced(centres: Sequence[np.ndarray], stds: Sequence[float], c: np.ndarray,
 def make_scene(height: int, width: int, num_objects: int, *,
                std_range: Tuple[float, float] = (2.0, 16.0),
                max_aspect: float = 1.5, min_separation: float = 1.2, seed: int = 0,
-               max_tries: int = 200) -> SyntheticScene:
+               max_tries: int = 200,
+               centres: Optional[np.ndarray] = None) -> SyntheticScene:
     """Draw a scene of ``num_objects`` ellipses (sizes px).
 
     Stds: minor ~ log-uniform in ``[lo, hi / aspect]``, aspect ~ U[1, max_aspect],
@@ -107,16 +108,24 @@ def make_scene(height: int, width: int, num_objects: int, *,
     partially) and at least ``1.5 * major`` from the border; an object that does not
     fit after ``max_tries`` draws is shrunk by 10 % and retried. Each object is drawn
     within its 3.33-sigma box (:func:`.synthetic_draw.draw_gaussian_box`).
+
+    ``centres (num_objects, 2)`` px, when given, places the objects there instead (no
+    spacing rule: object size independent of spacing, for the scale benchmark).
     """
     rng = np.random.default_rng(seed)
     lo, hi = std_range
     background = smooth_background(height, width, rng)
     canvas = background.copy()
     pts, majors, minors, angs, cols = [], [], [], [], []
-    for _ in range(num_objects):
+    if centres is not None and len(centres) != num_objects:
+        raise ValueError(f'{len(centres)} centres for {num_objects} objects')
+    for i in range(num_objects):
         aspect = rng.uniform(1.0, max_aspect)
         minor = math.exp(rng.uniform(math.log(lo), math.log(hi / aspect)))
-        placed = False
+        placed = centres is not None
+        if placed:
+            c = np.asarray(centres[i], np.float64)
+            major = minor * aspect
         while not placed:
             major = minor * aspect
             margin = 1.5 * major
