@@ -46,8 +46,22 @@ assert spec is not None, 'gst_mm is not installed in the environment'
 PY
 }
 
+# The compiled CPU renderer (gst_mm/splatting/csrc) is checked on every run, not only
+# when the stamp is stale: an edited kernel source gets a new module name and is built
+# here (~30 s, g++ + OpenMP, no network), never at run time. A failed build is not fatal:
+# the fit then falls back to the slower pure-torch renderer (and says so when it runs).
+build_renderer() {
+  if "$VENV/bin/python" "$ROOT/gst_mm/splatting/_compiled.py" build; then
+    return 0
+  fi
+  say "WARNING: the compiled CPU renderer did not build; the torch renderer will be used"
+  say "         (needs a C++ compiler with OpenMP; details: $VENV/bin/python" \
+      "gst_mm/splatting/_compiled.py build --verbose)"
+}
+
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$(fingerprint)" ]]; then
   if check_imports 2>/dev/null; then
+    build_renderer
     say "environment $VENV is up to date"
     exit 0
   fi
@@ -62,12 +76,12 @@ fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 export PIP_PROGRESS_BAR=off
 
-say "[1/8] build tools ($SETUPTOOLS_SPEC, wheel, ninja, cython)"
+say "[1/9] build tools ($SETUPTOOLS_SPEC, wheel, ninja, cython)"
 "${PIP[@]}" install -q "$SETUPTOOLS_SPEC" wheel ninja cython packaging
 
 have() { "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(0 if m.version('$1') == '$2' else 1)" 2>/dev/null; }
 
-say "[2/8] torch $TORCH_VERSION + torchvision $TORCHVISION_VERSION (PyPI builds, ~3 GB download the first time)"
+say "[2/9] torch $TORCH_VERSION + torchvision $TORCHVISION_VERSION (PyPI builds, ~3 GB download the first time)"
 if have torch "$TORCH_VERSION" && have torchvision "$TORCHVISION_VERSION"; then
   say "      already installed"
 else
@@ -76,12 +90,12 @@ else
   "${PIP[@]}" install -q "torch===$TORCH_VERSION" "torchvision===$TORCHVISION_VERSION" "$SETUPTOOLS_SPEC"
 fi
 
-say "[3/8] mmengine $MMENGINE_VERSION"
+say "[3/9] mmengine $MMENGINE_VERSION"
 have mmengine "$MMENGINE_VERSION" || "${PIP[@]}" install -q "mmengine==$MMENGINE_VERSION" "$SETUPTOOLS_SPEC"
 
 PYTAG=$("$VENV/bin/python" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
 MMCV_WHEEL_DIR="$WHEEL_CACHE/mmcv-$MMCV_VERSION-torch$TORCH_VERSION-$PYTAG"
-say "[4/8] mmcv $MMCV_VERSION (full, with ops)"
+say "[4/9] mmcv $MMCV_VERSION (full, with ops)"
 if have mmcv "$MMCV_VERSION" && "$VENV/bin/python" -c "import mmcv.ops" 2>/dev/null; then
   say "      already installed"
 else
@@ -99,24 +113,27 @@ else
   "${PIP[@]}" install -q "$MMCV_WHEEL_DIR"/mmcv-*.whl "$SETUPTOOLS_SPEC"
 fi
 
-say "[5/8] mmpose $MMPOSE_VERSION and mmdet $MMDET_VERSION (without their broken declared deps)"
+say "[5/9] mmpose $MMPOSE_VERSION and mmdet $MMDET_VERSION (without their broken declared deps)"
 "${PIP[@]}" install -q json_tricks munkres scipy six matplotlib opencv-python pillow \
   shapely terminaltables pycocotools tqdm "$SETUPTOOLS_SPEC"
 have mmpose "$MMPOSE_VERSION" || "${PIP[@]}" install -q --no-deps "mmpose==$MMPOSE_VERSION"
 have mmdet "$MMDET_VERSION" || "${PIP[@]}" install -q --no-deps "mmdet==$MMDET_VERSION"
 
-say "[6/8] xtcocotools $XTCOCOTOOLS_VERSION (built against numpy 2)"
+say "[6/9] xtcocotools $XTCOCOTOOLS_VERSION (built against numpy 2)"
 if ! ( have xtcocotools "$XTCOCOTOOLS_VERSION" && "$VENV/bin/python" -c "import xtcocotools.coco" 2>/dev/null ); then
   "${PIP[@]}" install -q --no-binary xtcocotools --no-build-isolation "xtcocotools==$XTCOCOTOOLS_VERSION"
 fi
 
-say "[7/8] h5py, gsplat $GSPLAT_VERSION (optional CUDA backend), test and lint tools"
+say "[7/9] h5py, gsplat $GSPLAT_VERSION (optional CUDA backend), test and lint tools"
 "${PIP[@]}" install -q h5py "gsplat==$GSPLAT_VERSION" packaging pytest ruff "$SETUPTOOLS_SPEC"
 
-say "[8/8] gst_mm (editable)"
+say "[8/9] gst_mm (editable)"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT"
 # Keep setuptools inside its window whatever the steps above pulled in.
 "${PIP[@]}" install -q "$SETUPTOOLS_SPEC"
+
+say "[9/9] compiled CPU renderer (gst_mm/splatting/csrc/sum_splat.cpp; about 30 s the first time)"
+build_renderer
 
 say "checking imports (gst_mm, mmpose, mmcv.ops)"
 check_imports

@@ -18,12 +18,28 @@ Conventions shared by every backend (gsplat 1.5.3 ``rasterize_to_pixels``):
 Backends: ``torch`` (CPU/CUDA) evaluates only the pixels inside each Gaussian's
 cut-off window (gather + ``index_add``), ``gsplat`` calls gsplat's CUDA rasteriser,
 ``dense`` evaluates every Gaussian at every pixel (``O(N H W)``; reference for tests).
+
+Compiled CPU kernel: for ``sum`` compositing on the CPU in float32 or float64 (the
+fit's hot path) the ``torch`` backend runs a C++/OpenMP kernel
+(``csrc/sum_splat.cpp``) instead of the gathers and scatters: the same values and
+gradients (means, conics, colours, opacities, and the background it composites
+itself) to float rounding, ~10x faster per pixel pair. It walks the row spans of the
+same pixel windows (:attr:`PixelPairs.spans`), skipping the columns of a span that
+cannot reach ``alpha >= 1/255``, recomputes the pair values in the backward instead of
+storing them, and splits the work by image rows (forward) and by Gaussians (backward),
+so results do not depend on the thread count. It is built ahead of time by
+``tools/setup_env.sh`` (:mod:`gst_mm.splatting._compiled`) and only loaded here, never
+compiled; when it is missing or fails to load the pure-torch path is used and the reason
+logged once (logger ``gst_mm``). ``GST_MM_NO_EXT=1`` forces the pure-torch path (read
+at every call, for comparisons); CUDA tensors, ``alpha`` compositing and other dtypes
+always use it.
 """
 from __future__ import annotations
 
 import functools
+import logging
 import math
-from dataclasses import dataclass
+import os
 from typing import Optional, Tuple, Union
 
 import torch
@@ -88,7 +104,6 @@ def _announce(choice: str, compositing: str, reason: str) -> None:
         import warnings
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
     else:
-        import logging
         logging.getLogger('gst_mm').info(msg)
 
 
@@ -115,10 +130,13 @@ def resolve_backend(backend: str, compositing: str = 'alpha') -> str:
 
 
 # ---------------------------------------------------------------------- pixel windows
-@dataclass
 class PixelPairs:
     """Sparse (pixel, Gaussian) pairs: the pixel centres inside each Gaussian's
     window ellipse ``d^T window_cov^-1 d <= extent^2``.
+
+    Stored as row *spans* (one run of consecutive columns per Gaussian and row); the
+    flat per-pair lists are built on first access (the compiled renderer never needs
+    them), so pairs made by :func:`build_pairs` cost ``O(spans)`` memory until then.
 
     Attributes:
         pix: ``(P,)`` flat pixel index ``row * width + col``.
@@ -129,19 +147,79 @@ class PixelPairs:
         window_cov: ``(N, 2, 2)`` px^2 covariances the windows were built from
             (``margin^2 * Sigma``). extent: their Mahalanobis radius.
         height, width: image size in pixels.
+        spans: ``(S, 4)`` int32 rows ``(gaussian, row, first column, count)``
+            (derived from ``pix``/``gid`` on first use when not given).
     """
-    pix: torch.Tensor
-    gid: torch.Tensor
-    px: torch.Tensor
-    py: torch.Tensor
-    seg_start: Optional[torch.Tensor]
-    window_cov: torch.Tensor
-    extent: float
-    height: int
-    width: int
+
+    def __init__(self, pix: Optional[torch.Tensor], gid: Optional[torch.Tensor],
+                 px: Optional[torch.Tensor], py: Optional[torch.Tensor],
+                 seg_start: Optional[torch.Tensor], window_cov: torch.Tensor, extent: float,
+                 height: int, width: int, *, spans: Optional[torch.Tensor] = None,
+                 dtype: Optional[torch.dtype] = None):
+        if pix is None and spans is None:
+            raise ValueError('PixelPairs needs pix/gid or spans')
+        self._pix, self._gid, self._px, self._py = pix, gid, px, py
+        self.seg_start = seg_start
+        self.window_cov = window_cov
+        self.extent = extent
+        self.height, self.width = height, width
+        self._spans = spans
+        self._dtype = dtype if dtype is not None else (
+            px.dtype if px is not None else window_cov.dtype)
+
+    def _materialize(self) -> None:
+        """Expand the spans into the flat per-pair lists (Gaussian-major order)."""
+        sp = self._spans.to(torch.long)
+        device = sp.device
+        g, row, c0, cnt = sp.unbind(1)
+        item = torch.repeat_interleave(torch.arange(sp.shape[0], device=device), cnt)
+        off = torch.cumsum(cnt, 0) - cnt
+        col = c0[item] + torch.arange(item.numel(), device=device) - off[item]
+        row = row[item]
+        self._gid = g[item]
+        self._pix = row * self.width + col
+        self._px = col.to(self._dtype) + 0.5
+        self._py = row.to(self._dtype) + 0.5
+
+    @property
+    def pix(self) -> torch.Tensor:
+        if self._pix is None:
+            self._materialize()
+        return self._pix
+
+    @property
+    def gid(self) -> torch.Tensor:
+        if self._gid is None:
+            self._materialize()
+        return self._gid
+
+    @property
+    def px(self) -> torch.Tensor:
+        if self._px is None:
+            self._materialize()
+        return self._px
+
+    @property
+    def py(self) -> torch.Tensor:
+        if self._py is None:
+            self._materialize()
+        return self._py
+
+    @property
+    def spans(self) -> torch.Tensor:
+        """``(S, 4)`` int32 ``(gaussian, row, first column, count)`` runs of pairs."""
+        if self._spans is None:
+            self._spans = _spans_from_pairs(self._pix, self._gid, self.height, self.width)
+        return self._spans
 
     def __len__(self) -> int:
-        return int(self.pix.numel())
+        if self._pix is not None:
+            return int(self._pix.numel())
+        return int(self._spans[:, 3].sum()) if self._spans.numel() else 0
+
+    def __repr__(self) -> str:
+        return (f'PixelPairs({len(self)} pairs, {self.height}x{self.width}, '
+                f'extent={self.extent:.3f})')
 
     def covers(self, covariances: torch.Tensor, extent: float) -> bool:
         """True if every Gaussian's cut-off ellipse (``extent``) still lies inside its
@@ -159,6 +237,26 @@ class PixelPairs:
         lam = tr / 2 + torch.sqrt((tr * tr / 4 - det).clamp_min(0))
         ok = torch.nan_to_num(lam, nan=math.inf) <= (self.extent / extent) ** 2
         return bool(ok.all())
+
+
+def _spans_from_pairs(pix: torch.Tensor, gid: torch.Tensor, height: int,
+                      width: int) -> torch.Tensor:
+    """``(S, 4)`` int32 spans of arbitrary pair lists: sorted by (Gaussian, pixel),
+    a new span wherever the Gaussian or row changes or a column is skipped (a
+    repeated pair starts a new span, so it still counts twice)."""
+    pix, gid = pix.long().cpu(), gid.long().cpu()
+    if pix.numel() == 0:
+        return torch.zeros(0, 4, dtype=torch.int32)
+    key = gid * max(height * width, 1) + pix
+    if bool((key[1:] < key[:-1]).any()):
+        order = torch.argsort(key, stable=True)
+        pix, gid = pix[order], gid[order]
+    row, col = pix // width, pix % width
+    new = torch.ones_like(pix, dtype=torch.bool)
+    new[1:] = (gid[1:] != gid[:-1]) | (row[1:] != row[:-1]) | (col[1:] != col[:-1] + 1)
+    start = torch.nonzero(new).flatten()
+    count = torch.diff(start, append=torch.tensor([pix.numel()]))
+    return torch.stack([gid[start], row[start], col[start], count], 1).to(torch.int32)
 
 
 def window_radii(covariances: torch.Tensor, extent: float) -> torch.Tensor:
@@ -215,26 +313,26 @@ def build_pairs(means: torch.Tensor, covariances: torch.Tensor, height: int, wid
     c0 = torch.ceil(mx - dx_hi - 0.5 - eps).clamp(0, width).long()
     c1 = torch.floor(mx - dx_lo - 0.5 + eps).clamp(-1, width - 1).long()
     ncols = torch.where(disc >= 0, (c1 - c0 + 1).clamp_min(0), torch.zeros_like(c0))
-    item = torch.repeat_interleave(torch.arange(rg.numel(), device=device), ncols)
-    coff = torch.cumsum(ncols, 0) - ncols
-    col = c0[item] + torch.arange(item.numel(), device=device) - coff[item]
-    row = row[item]
-    gid = rg[item]
-    pix = row * width + col
-    seg_start = None
-    if pixel_major and pix.numel():
-        order = torch.argsort(pix * max(n, 1) + gid)
-        pix, gid, row, col = pix[order], gid[order], row[order], col[order]
-        first = torch.ones_like(pix, dtype=torch.bool)
-        first[1:] = pix[1:] != pix[:-1]
-        idx = torch.arange(pix.numel(), device=device)
-        seg_start = torch.cummax(torch.where(first, idx, torch.zeros_like(idx)), 0).values
-    elif pixel_major:
-        seg_start = torch.zeros_like(pix)
-    dtype = means.dtype
-    return PixelPairs(pix=pix, gid=gid, px=col.to(dtype) + 0.5, py=row.to(dtype) + 0.5,
-                      seg_start=seg_start, window_cov=cov_w, extent=extent,
-                      height=height, width=width)
+    keep = ncols > 0
+    spans = torch.stack([rg[keep], row[keep], c0[keep], ncols[keep]], 1).to(torch.int32)
+    pairs = PixelPairs(None, None, None, None, None, window_cov=cov_w, extent=extent,
+                       height=height, width=width, spans=spans, dtype=means.dtype)
+    if pixel_major:
+        pix, gid = pairs.pix, pairs.gid
+        if pix.numel():
+            order = torch.argsort(pix * max(n, 1) + gid)
+            pix, gid = pix[order], gid[order]
+            first = torch.ones_like(pix, dtype=torch.bool)
+            first[1:] = pix[1:] != pix[:-1]
+            idx = torch.arange(pix.numel(), device=device)
+            seg_start = torch.cummax(torch.where(first, idx, torch.zeros_like(idx)), 0).values
+        else:
+            seg_start = torch.zeros_like(pix)
+        row, col = pix // width, pix % width
+        pairs = PixelPairs(pix, gid, col.to(means.dtype) + 0.5, row.to(means.dtype) + 0.5,
+                           seg_start, window_cov=cov_w, extent=extent, height=height,
+                           width=width, spans=spans)
+    return pairs
 
 
 # ---------------------------------------------------------------------- torch backend
@@ -339,19 +437,130 @@ class _SumSplat(torch.autograd.Function):
         return tuple(grads)
 
 
+class _SumSplatCompiled(torch.autograd.Function):
+    """:class:`_SumSplat` by the compiled CPU kernel (``csrc/sum_splat.cpp``): the
+    same inputs, outputs and gradients (means, conics, colours, opacities), computed
+    per row span of the pairs; the pair values are recomputed in the backward instead
+    of stored. With a ``background`` (``(H*W, C)`` image or ``(C,)`` colour) the kernel
+    also composites it as :func:`render` does, ``rgb + (1 - min(acc, 1)) * bg``
+    (its gradient, when it requires one, is computed here). Returns
+    ``(out (H*W, C), acc (H*W,))``. Not twice differentiable."""
+
+    @staticmethod
+    def forward(ctx, means, conics, colors, opacities, background, spans, height, width,
+                kernel):
+        args = [t.detach().contiguous() for t in (means, conics, colors, opacities)]
+        bg = background.detach().contiguous() if background is not None else None
+        out, acc = kernel.forward(*args, spans, height, width, bg)
+        ctx.kernel, ctx.size = kernel, (height, width)
+        ctx.bg_shape = None if background is None else background.shape
+        ctx.save_for_backward(*args, spans, bg, acc)
+        return out, acc
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_out, g_acc):
+        means, conics, colors, opacities, spans, bg, acc = ctx.saved_tensors
+        g_out, g_acc = g_out.contiguous(), g_acc.contiguous()
+        grads = ctx.kernel.backward(means, conics, colors, opacities, spans, *ctx.size,
+                                    g_out, g_acc, bg, acc if bg is not None else None)
+        g_bg = None
+        if ctx.needs_input_grad[4]:
+            g_bg = g_out * (1 - acc.clamp(max=1))[:, None]
+            g_bg = g_bg.sum(0) if len(ctx.bg_shape) == 1 else g_bg.view(ctx.bg_shape)
+        return tuple(gr if need else None
+                     for gr, need in zip(grads, ctx.needs_input_grad[:4])) + (g_bg,) + (None,) * 4
+
+
+_COMPILED_DTYPES = (torch.float32, torch.float64)
+_KERNEL_NOTED: set = set()
+
+
+def _note_kernel(key: str, msg: str, level: int) -> None:
+    """Log ``msg`` once per process and ``key``."""
+    if key not in _KERNEL_NOTED:
+        _KERNEL_NOTED.add(key)
+        logging.getLogger('gst_mm').log(level, 'gst_mm splatting: %s', msg)
+
+
+def compiled_kernel_disabled() -> bool:
+    """True when ``GST_MM_NO_EXT`` is set to anything but ``''`` / ``'0'`` (read at
+    every call, so a test or benchmark can switch it at run time)."""
+    return os.environ.get('GST_MM_NO_EXT', '') not in ('', '0')
+
+
+def compiled_kernel_status() -> Tuple[bool, str]:
+    """``(usable, reason)`` of the compiled CPU sum-compositing kernel (loading it
+    does not compile; see :mod:`gst_mm.splatting._compiled`)."""
+    if compiled_kernel_disabled():
+        return False, 'disabled by GST_MM_NO_EXT'
+    from . import _compiled
+    module, reason = _compiled.load()
+    return module is not None, reason
+
+
+def _sum_kernel(g: Gaussians2D, opacities: torch.Tensor):
+    """The compiled kernel if it applies (CPU, float32/float64, one dtype, built and
+    not disabled), else ``None``; why not is logged once."""
+    tensors = (g.means, g.covariances, g.colors, opacities)
+    if any(t.device.type != 'cpu' for t in tensors):
+        return None
+    dtype = g.means.dtype
+    if dtype not in _COMPILED_DTYPES or any(t.dtype != dtype for t in tensors):
+        return None
+    if compiled_kernel_disabled():
+        _note_kernel('disabled', 'compiled CPU renderer disabled by GST_MM_NO_EXT; '
+                     'using the torch renderer', logging.INFO)
+        return None
+    from . import _compiled
+    module, reason = _compiled.load()
+    if module is None:
+        _note_kernel('missing', f'compiled CPU renderer not used: {reason}; using the '
+                     'torch renderer (several times slower)', logging.WARNING)
+    else:
+        _note_kernel('loaded', f'compiled CPU renderer: {reason}', logging.DEBUG)
+    return module
+
+
+def _fusable_background(background: Optional[torch.Tensor], height: int, width: int,
+                        channels: int, dtype: torch.dtype) -> Optional[torch.Tensor]:
+    """``background`` as the kernel takes it (``(H*W, C)`` or ``(C,)``, CPU, ``dtype``),
+    or ``None`` when its shape is another broadcastable one (composited in Python)."""
+    if background is None or background.device.type != 'cpu':
+        return None
+    bg = background.to(dtype)
+    if bg.shape == (height, width, channels):
+        return bg.reshape(height * width, channels)
+    if bg.shape == (channels,):
+        return bg
+    return None
+
+
 def _render_torch(g: Gaussians2D, opacities: torch.Tensor, height: int, width: int,
-                  compositing: str, pairs: Optional[PixelPairs]):
+                  compositing: str, pairs: Optional[PixelPairs],
+                  background: Optional[torch.Tensor] = None):
+    """``(rgb, acc, composited)``: the torch renderer, by the compiled kernel for CPU
+    sum compositing when it is available (then also compositing ``background`` when
+    its shape allows: ``composited`` True)."""
+    kernel = _sum_kernel(g, opacities) if compositing == 'sum' else None
     if pairs is None:
         max_opacity = float(opacities.detach().max()) if len(g) else 1.0
         pairs = build_pairs(g.means, g.covariances, height, width,
                             extent=cutoff_radius(max_opacity), pixel_major=compositing == 'alpha')
     conics = conics_from_covariances(g.covariances)
-    if compositing == 'sum':
+    composited = False
+    spans = pairs.spans if kernel is not None else None
+    if spans is not None and spans.device.type == 'cpu':
+        bg = _fusable_background(background, height, width, g.colors.shape[1], g.means.dtype)
+        composited = bg is not None
+        rgb, acc = _SumSplatCompiled.apply(g.means, conics, g.colors, opacities, bg,
+                                           spans.contiguous(), height, width, kernel)
+    elif compositing == 'sum':
         rgb, acc = _SumSplat.apply(g.means, conics, g.colors, opacities, pairs)
     else:
         alpha = _pair_alphas(g.means, conics, opacities, pairs)
         rgb, acc = _composite_pairs(alpha, g.colors, pairs, compositing)
-    return rgb.view(height, width, -1), acc.view(height, width)
+    return rgb.view(height, width, -1), acc.view(height, width), composited
 
 
 # ---------------------------------------------------------------------- dense reference
@@ -443,6 +652,7 @@ def render(gaussians: Gaussians2D, height: int, width: int, backend: str = 'auto
         opacities = 1.0
     if not isinstance(opacities, torch.Tensor) or opacities.dim() == 0:
         opacities = torch.full((n,), float(opacities), dtype=g.means.dtype, device=g.means.device)
+    composited = False  # the compiled kernel composites the background itself
     if backend == 'gsplat':
         if compositing != 'alpha':
             raise ValueError("the gsplat backend only does alpha compositing")
@@ -452,8 +662,9 @@ def render(gaussians: Gaussians2D, height: int, width: int, backend: str = 'auto
     else:
         if rows is not None:
             raise ValueError('rows= is only supported by the dense backend')
-        rgb, acc = _render_torch(g, opacities, height, width, compositing, pairs)
-    if background is not None:
+        rgb, acc, composited = _render_torch(g, opacities, height, width, compositing, pairs,
+                                             background)
+    if background is not None and not composited:
         bg = background.to(rgb)
         if rows is not None and bg.dim() == 3:
             bg = bg[rows[0]:rows[1]]

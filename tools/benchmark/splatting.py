@@ -13,11 +13,21 @@ Measures in one run, on synthetic scenes with known covariances
     on a 1024x768 image with 1000 points and a 512x512 image with 200 points;
 (b) torch renderer forward+backward time vs the dense ``O(N H W)`` reference at 1000
     Gaussians on 512x512 (the dense pass is chunked by rows to fit in memory; its cost
-    is the same as one dense pass).
+    is the same as one dense pass);
+(c) the compiled CPU kernel (issue 13, section "Renderer (compiled CPU kernel)"):
+    ns per pixel-Gaussian pair of ``render`` forward+backward on the fit's call
+    (sum compositing, background image, reused pairs, accumulated alpha), the pure-torch
+    path (``GST_MM_NO_EXT=1``) vs the compiled one in the same run, at 1000 Gaussians
+    on 512x512 and 4535 on 4110x1744, windows of margin 1 (exactly the cut-off) and
+    1.15 (the fit's); and the whole default fit of the paper's sizes (1920x960 / 953
+    points, 4110x1744 / 4535) on both paths, each in a fresh subprocess (seconds,
+    iterations, peak RSS, std error, thread count, load average).
 
-Prints one JSON line and appends a dated section to ``docs/benchmarks.md``.
+Prints one JSON line per section and appends dated sections to ``docs/benchmarks.md``.
 
     python tools/benchmark/splatting.py [--threads 2] [--ref-iterations 4000] [--quick]
+    python tools/benchmark/splatting.py --renderer        # only (c)
+    python tools/benchmark/splatting.py --no-renderer     # only (a), (b)
 """
 from __future__ import annotations
 
@@ -28,6 +38,8 @@ import math
 import os
 import os.path as osp
 import platform
+import resource
+import subprocess
 import sys
 import time
 
@@ -124,6 +136,190 @@ def write_markdown(result: dict, path: str) -> None:
         f.write('\n'.join(lines) + '\n')
 
 
+# ---------------------------------------------------------------------- (c) compiled kernel
+RENDER_SIZES = ((1000, 512, 512), (4535, 1744, 4110))
+PAPER_FITS = (('1920x960/953', (960, 1920, 953)), ('4110x1744/4535', (1744, 4110, 4535)))
+
+
+def best_time(fn, k: int) -> float:
+    """Best of ``k`` timed calls of ``fn`` (after one warm-up call)."""
+    fn()
+    best = math.inf
+    for _ in range(k):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def _set_path(path: str) -> None:
+    """Select the renderer path: ``'torch'`` (GST_MM_NO_EXT=1) or ``'compiled'``."""
+    os.environ['GST_MM_NO_EXT'] = '1' if path == 'torch' else '0'
+
+
+def bench_renderer_paths(n: int, height: int, width: int, margin: float, reps: int,
+                         seed: int = 0) -> dict:
+    """ns per listed pair of ``render`` forward+backward as the fit calls it, pure
+    torch vs compiled kernel: ``n`` Gaussians (std log-uniform 2-8 px), background
+    image, pairs built once with ``margin``, upstream gradients for image and alpha."""
+    gen = torch.Generator().manual_seed(seed)
+    means = torch.rand(n, 2, generator=gen) * torch.tensor([float(width), float(height)])
+    log_s = torch.empty(n, 2).uniform_(math.log(2), math.log(8), generator=gen)
+    angles = torch.rand(n, generator=gen) * math.pi
+    colors = torch.rand(n, 3, generator=gen)
+    params = [log_s.requires_grad_(), angles.requires_grad_(), colors.requires_grad_()]
+    bg = torch.rand(height, width, 3, generator=gen)
+    g_out = torch.randn(height, width, 3, generator=gen)
+    g_acc = torch.randn(height, width, generator=gen)
+    with torch.no_grad():
+        g = Gaussians2D.from_scales_angles(means, params[0].exp(), params[1], params[2])
+        pairs = build_pairs(g.means, g.covariances, height, width, margin=margin)
+
+    def step():
+        g = Gaussians2D.from_scales_angles(means, params[0].exp(), params[1], params[2])
+        out, acc = render(g, height, width, 'torch', compositing='sum', background=bg,
+                          pairs=pairs, return_alpha=True)
+        torch.autograd.backward([out, acc], [g_out, g_acc])
+
+    out = {'gaussians': n, 'size': f'{width}x{height}', 'margin': margin,
+           'pairs': len(pairs)}
+    for path in ('torch', 'compiled'):
+        _set_path(path)
+        sec = best_time(step, reps)
+        out[f'{path}_ms'] = round(1000 * sec, 2)
+        out[f'{path}_ns_per_pair'] = round(sec / max(len(pairs), 1) * 1e9, 2)
+    os.environ.pop('GST_MM_NO_EXT', None)
+    out['speedup'] = round(out['torch_ms'] / out['compiled_ms'], 1)
+    return out
+
+
+def _cpu_name() -> str:
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or 'unknown CPU'
+
+
+def _max_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def fit_worker(height: int, width: int, n: int, threads: int) -> dict:
+    """One default fit of a synthetic scene (run in a fresh process by :func:`fit_case`)."""
+    from gst_mm.splatting.render import compiled_kernel_status
+    torch.set_num_threads(threads)
+    scene = make_scene(height, width, n, seed=0)
+    rss_before = _max_rss_mb()
+    t = time.perf_counter()
+    g, info = fit_gaussians(scene.image, scene.points, return_info=True, seed=0)
+    sec = time.perf_counter() - t
+    err = recovery_errors(scene.scales, scene.angles, g.scales.numpy(), g.angles.numpy())
+    return {'seconds': round(sec, 2), 'iterations': info.iterations,
+            'ms_per_iter': round(1000 * sec / max(info.iterations, 1), 1),
+            'peak_rss_mb': round(_max_rss_mb()), 'rss_before_fit_mb': round(rss_before),
+            'std_rel_err': round(err['std_rel_err'], 4), 'threads': torch.get_num_threads(),
+            'renderer': 'compiled' if compiled_kernel_status()[0] else 'torch'}
+
+
+def fit_case(height: int, width: int, n: int, path: str, threads: int) -> dict:
+    """:func:`fit_worker` in a fresh subprocess on renderer ``path`` (peak memory of
+    that fit alone), with the load average before and after."""
+    env = dict(os.environ, GST_MM_NO_EXT='1' if path == 'torch' else '0')
+    load0 = os.getloadavg()[0]
+    cmd = [sys.executable, osp.abspath(__file__), '--fit-worker',
+           f'{height},{width},{n}', '--threads', str(threads)]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    out['load_before_after'] = [round(load0, 2), round(os.getloadavg()[0], 2)]
+    return out
+
+
+def bench_compiled(threads: int, reps: int = 5, fits=PAPER_FITS, quick: bool = False) -> dict:
+    """Section (c): renderer paths and paper-size fits, one run."""
+    from gst_mm.splatting import _compiled
+    from gst_mm.splatting.render import compiled_kernel_status
+    ok, reason = compiled_kernel_status()
+    if not ok:
+        raise SystemExit(f'the compiled renderer is not available: {reason}')
+    module = _compiled.load()[0]
+    load0 = [round(v, 2) for v in os.getloadavg()]
+    sizes = ((200, 192, 256),) if quick else RENDER_SIZES
+    renderer = [bench_renderer_paths(n, h, w, margin, reps)
+                for (n, h, w) in sizes for margin in (1.0, 1.15)]
+    for r in renderer:
+        print('renderer', json.dumps(r), file=sys.stderr, flush=True)
+    fit = {}
+    for name, (h, w, n) in (((('192x256/20', (192, 256, 20)),) if quick else fits)):
+        fit[name] = {path: fit_case(h, w, n, path, threads) for path in ('torch', 'compiled')}
+        fit[name]['speedup'] = round(fit[name]['torch']['seconds']
+                                     / fit[name]['compiled']['seconds'], 2)
+        print(name, json.dumps(fit[name]), file=sys.stderr, flush=True)
+    targets = {}
+    main_r = [r for r in renderer if r['margin'] == 1.0]
+    targets['renderer >= 5x faster per pair than the torch path (margin 1, first size)'] = \
+        main_r[0]['speedup'] >= 5
+    if '1920x960/953' in fit:
+        targets['1920x960/953 default fit <= 2.5 s (compiled)'] = \
+            fit['1920x960/953']['compiled']['seconds'] <= 2.5
+    if '4110x1744/4535' in fit:
+        targets['4110x1744/4535 default fit <= 13 s (compiled)'] = \
+            fit['4110x1744/4535']['compiled']['seconds'] <= 13
+    return {'benchmark': 'splatting-compiled',
+            'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+            'machine': f'{platform.machine()}, {os.cpu_count()} cores ({_cpu_name()})',
+            'torch': torch.__version__, 'threads': torch.get_num_threads(),
+            'kernel_threads': int(module.openmp_threads()), 'kernel': reason,
+            'load_average_start': load0,
+            'load_average_end': [round(v, 2) for v in os.getloadavg()],
+            'renderer': renderer, 'fit': fit, 'targets': targets}
+
+
+def write_compiled_markdown(result: dict, path: str) -> None:
+    """Append the "Renderer (compiled CPU kernel)" section."""
+    lines = [f"\n## Renderer (compiled CPU kernel) — {result['date']}\n",
+             f"Machine: {result['machine']}, torch {result['torch']}, "
+             f"{result['threads']} torch thread(s), kernel {result['kernel_threads']} "
+             f"OpenMP thread(s); load average (1, 5, 15 min) at the start "
+             f"{result['load_average_start']}, at the end {result['load_average_end']} "
+             f"(machine shared). Command: `python tools/benchmark/splatting.py"
+             f"{result['args']}`. Both paths measured in this run "
+             f"(pure torch: `GST_MM_NO_EXT=1`).\n",
+             '`render` forward+backward as the fit calls it (sum compositing, background '
+             'image, reused pairs, image and alpha gradients), best of the repetitions; '
+             'ns per listed pixel-Gaussian pair. Margin 1: windows exactly the cut-off '
+             '(like-for-like); 1.15: the fit\'s windows (the kernel skips the columns '
+             'that cannot reach 1/255).\n',
+             '| Gaussians | image | window margin | pairs | torch ms | torch ns/pair '
+             '| compiled ms | compiled ns/pair | speed-up |',
+             '|---|---|---|---|---|---|---|---|---|']
+    for r in result['renderer']:
+        lines.append(f"| {r['gaussians']} | {r['size']} | {r['margin']} | {r['pairs']} | "
+                     f"{r['torch_ms']} | {r['torch_ns_per_pair']} | {r['compiled_ms']} | "
+                     f"{r['compiled_ns_per_pair']} | {r['speedup']}x |")
+    lines += ['', 'Whole default fit (`fit_gaussians(image, points)`, synthetic scene '
+              '`make_scene(h, w, n, seed=0)`), each run in a fresh process:', '',
+              '| scene | renderer | seconds | iterations | ms/iter | peak RSS (MB) '
+              '| RSS before the fit (MB) | std rel. err | threads | load before/after |',
+              '|---|---|---|---|---|---|---|---|---|---|']
+    for name, rows in result['fit'].items():
+        for which in ('torch', 'compiled'):
+            r = rows[which]
+            lines.append(f"| {name} | {which} ({r['renderer']}) | {r['seconds']} | "
+                         f"{r['iterations']} | {r['ms_per_iter']} | {r['peak_rss_mb']} | "
+                         f"{r['rss_before_fit_mb']} | {100 * r['std_rel_err']:.1f} % | "
+                         f"{r['threads']} | {r['load_before_after']} |")
+        lines.append(f"| {name} | speed-up | {rows['speedup']}x | | | | | | | |")
+    lines.append('')
+    for key, val in result['targets'].items():
+        lines.append(f'- {key}: {val}')
+    with open(path, 'a') as f:
+        f.write('\n'.join(lines) + '\n')
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -135,8 +331,28 @@ def main(argv=None) -> int:
     p.add_argument('--scenes', default='512x512/200,1024x768/1000',
                    help='comma-separated subset of the scenes to run')
     p.add_argument('--markdown', default=osp.join(ROOT, 'docs', 'benchmarks.md'))
+    p.add_argument('--renderer', action='store_true',
+                   help='only (c): the compiled CPU kernel vs the torch path')
+    p.add_argument('--no-renderer', action='store_true', help='skip (c)')
+    p.add_argument('--renderer-reps', type=int, default=5)
+    p.add_argument('--renderer-fits', default=','.join(name for name, _ in PAPER_FITS),
+                   help='comma-separated subset of the paper-size fits of (c)')
+    p.add_argument('--fit-worker', default=None, help=argparse.SUPPRESS)  # internal
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    cli = ''.join(f' {a}' for a in (argv if argv is not None else sys.argv[1:]))
+    if args.fit_worker:
+        h, w, n = (int(v) for v in args.fit_worker.split(','))
+        print(json.dumps(fit_worker(h, w, n, args.threads)))
+        return 0
+    if not args.no_renderer:
+        fits = [f for f in PAPER_FITS if f[0] in args.renderer_fits.split(',')]
+        comp = bench_compiled(args.threads, args.renderer_reps, fits, quick=args.quick)
+        comp['args'] = cli
+        print(json.dumps(comp))
+        write_compiled_markdown(comp, args.markdown)
+        if args.renderer:
+            return 0
 
     scenes = [('512x512/200', (512, 512, 200)), ('1024x768/1000', (768, 1024, 1000))]
     scenes = [s for s in scenes if s[0] in args.scenes.split(',')]
@@ -178,7 +394,7 @@ def main(argv=None) -> int:
         'machine': f'{platform.machine()}, {torch.get_num_threads()} threads '
                    f'of {os.cpu_count()} cores',
         'torch': torch.__version__, 'threads': args.threads,
-        'args': ''.join(f' {a}' for a in (argv if argv is not None else sys.argv[1:])),
+        'args': cli,
         'load_average': [round(v, 2) for v in os.getloadavg()],
         'fit': fit, 'render': rend, 'targets': targets,
     }
