@@ -109,8 +109,11 @@ def bayesian_loss(density: Tensor, points: Tensor, stride: float, target: Option
                   background: bool = True) -> Tensor:
     """Bayesian loss (Ma et al. 2019) of one image: ``|| P^T density - [target, 0] ||_1``
     with ``P`` from :func:`gst_mm.transport.ot.bayesian_posteriors` (recomputed every
-    step, dense ``h*w x (N+1)``). Without points: the total mass (with background)."""
+    step, dense ``h*w x (N+1)``). Without points: the total mass, with or without
+    background (BL's ``Bay_Loss`` targets a count of 0 then)."""
     pts = _points(points, density)
+    if pts.shape[0] == 0:
+        return _flat(density).sum().abs()
     post = bayesian_posteriors(pts, _grid_of(density), stride, sigma=sigma,
                                bg_ratio=bg_ratio, st_size=st_size, background=background)
     mass = post.t() @ _flat(density)

@@ -162,9 +162,13 @@ def bayesian_posteriors(points: Tensor, grid_shape: Tuple[int, int], stride: flo
                         st_size: Optional[float] = None, background: bool = True) -> Tensor:
     """Posterior ``P(y_n | x_i)`` of the Bayesian loss (Ma et al. 2019), dense.
 
-    With ``D_in = ||x_i - y_n||^2`` (px^2) and, if ``background``, the background
-    "distance" ``D_i0 = (st_size * bg_ratio)^2 / (min_n D_in + 1e-5)``, the posterior is
-    ``softmax_n(-D_in / (2 sigma^2))`` over the points and the background.
+    With ``D_in = ||x_i - y_n||^2`` (px^2) and, if ``background``, the squared
+    distance to the cell's background point ``D_i0 = (d - min_n ||x_i - y_n||)^2`` with
+    ``d = st_size * bg_ratio`` px, the posterior is ``softmax_n(-D_in / (2 sigma^2))``
+    over the points and the background. The background point of a cell lies at ``d``
+    px from its nearest annotation, on the ray through the cell (BL's paper, and
+    ZhihengCV/Bayesian-Crowd-Counting ``losses/post_prob.py``), so a cell goes to
+    background once it is more than ``d / 2`` px from every point.
 
     Args:
         points: ``(N, 2)`` ``(x, y)`` px.
@@ -183,8 +187,8 @@ def bayesian_posteriors(points: Tensor, grid_shape: Tuple[int, int], stride: flo
         if st_size is None:
             st_size = min(grid_shape) * stride
         if dist.shape[1] > 0:
-            min_d = dist.min(dim=1, keepdim=True).values.clamp_min(0)
-            bg = (st_size * bg_ratio) ** 2 / (min_d + 1e-5)
+            near = dist.min(dim=1, keepdim=True).values.clamp_min(0).sqrt()
+            bg = (st_size * bg_ratio - near) ** 2
         else:
             bg = torch.zeros(dist.shape[0], 1, dtype=dist.dtype, device=dist.device)
         dist = torch.cat([dist, bg], dim=1)

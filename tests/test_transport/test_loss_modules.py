@@ -17,6 +17,7 @@ from gst_mm.transport import (  # noqa: E402
 )
 
 STRIDE = 8
+F64 = torch.float64
 
 
 @pytest.fixture
@@ -127,12 +128,26 @@ def test_bayesian_st_size_from_source_image(batch):
 @pytest.mark.parametrize('st_size', [128.0, 512.0, 2048.0])
 def test_bayesian_background_crossover(st_size):
     """One point: a cell's posterior goes to background once it lies farther than
-    ``sqrt(st_size * bg_ratio)`` px from the point (D_bg = (st r)^2 / d^2 = d^2)."""
+    ``st_size * bg_ratio / 2`` px from the point (BL's background point sits at
+    ``d = st_size * bg_ratio`` px from the point: ``D_bg = (d - r)^2 < r^2`` iff ``r > d / 2``)."""
     from gst_mm.transport.ot import bayesian_posteriors
-    stride, grid = 1.0, (1, 64)
+    stride, grid = 1.0, (1, 256)
     pts = torch.tensor([[0.5, 0.5]], dtype=torch.float64)  # on the first cell centre
     post = bayesian_posteriors(pts, grid, stride, st_size=st_size, bg_ratio=0.15)
-    dist = torch.arange(64, dtype=torch.float64)  # cell centres at 0.5 + k
-    crossover = (st_size * 0.15) ** 0.5
+    dist = torch.arange(256, dtype=torch.float64)  # cell centres at 0.5 + k
+    crossover = st_size * 0.15 / 2
     fg = post[:, 0] > post[:, 1]
     assert fg[dist < crossover - 0.5].all() and not fg[dist > crossover + 0.5].any()
+    # the posterior at the crossover cell is 1/2 each (equal squared distances)
+    if float(crossover) == int(crossover):
+        torch.testing.assert_close(post[int(crossover)], torch.tensor([0.5, 0.5], dtype=F64))
+
+
+def test_bayesian_loss_without_points_is_the_total_mass(batch):
+    """BL's Bay_Loss: an image without annotations targets a count of 0, with or
+    without the background term."""
+    density, _, _, _ = batch
+    for use_background in (True, False):
+        loss = BayesianLoss(use_background=use_background)(
+            density[1:2], [torch.zeros(0, 2)], stride=STRIDE)
+        torch.testing.assert_close(loss, density[1].sum())

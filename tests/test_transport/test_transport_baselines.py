@@ -72,7 +72,7 @@ def test_bayesian_posterior_vs_direct_formula():
         for c in range(grid[1]):
             x, y = stride * c + stride / 2, stride * r + stride / 2
             dist = [(x - px) ** 2 + (y - py) ** 2 for px, py in pts.tolist()]
-            dist.append((st * ratio) ** 2 / (min(dist) + 1e-5))
+            dist.append((st * ratio - math.sqrt(min(dist))) ** 2)  # BL's background point
             e = np.exp(-np.array(dist) / (2 * sigma ** 2))
             np.testing.assert_allclose(post[r * grid[1] + c].numpy(), e / e.sum(), rtol=1e-10)
     # the loss is L_BT with this posterior

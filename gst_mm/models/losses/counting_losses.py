@@ -146,15 +146,18 @@ class BayesianLoss(_CountingLoss):
     """Bayesian loss with background (BL+, Ma et al., ICCV 2019).
 
     Per image ``|| P^T density - [target, 0] ||_1`` with the posterior of isotropic
-    Gaussian likelihoods (``sigma`` 8 px) and the background "distance"
-    ``(st_size * bg_ratio)^2 / min_n ||x - y_n||^2``; no image information.
+    Gaussian likelihoods (``sigma`` 8 px) and BL's background point at
+    ``d = st_size * bg_ratio`` px from each cell's nearest annotation (squared distance
+    ``(d - min_n ||x - y_n||)^2``, ZhihengCV/Bayesian-Crowd-Counting
+    ``losses/post_prob.py``); no image information. An image without points costs its
+    total predicted mass, with or without background (as BL's ``Bay_Loss``).
 
     Args:
         sigma: likelihood std, px (paper default 8).
         bg_ratio: background ratio (0.15 in BL's public training script).
         use_background: BL+ (default) or plain BL.
         st_size: BL's image-size term in px (the background crossover lies at
-            ``sqrt(st_size * bg_ratio)`` px from the nearest point). ``'image'``
+            ``st_size * bg_ratio / 2`` px from the nearest point). ``'image'``
             (default): as BL, the shorter side of the source image before augmentation
             (``image_shapes``, from ``metainfo['ori_shape']``), falling back to the
             input's shorter side (``min(h, w) * stride``) when shapes are not given;
