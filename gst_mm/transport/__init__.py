@@ -14,10 +14,15 @@ from .kernel import (
     window_radius,
 )
 from .losses import (
+    BATCH_REDUCTIONS,
+    batch_dm_count_loss,
     batch_mean,
+    batch_reduce,
     batch_transport_loss,
     bayesian_loss,
+    check_reduction,
     dm_count_loss,
+    dm_count_terms,
     pseudo_density,
     pseudo_density_l2_loss,
     transport_loss,
@@ -39,7 +44,8 @@ from .ot import (
 
 __all__ = [
     'DEFAULT_EPS', 'TransportKernel', 'build_kernel', 'cell_centres', 'clamp_covariances',
-    'heuristic_kernel', 'point_kernels', 'window_radius', 'batch_mean',
+    'heuristic_kernel', 'point_kernels', 'window_radius', 'BATCH_REDUCTIONS', 'batch_mean',
+    'batch_reduce', 'batch_dm_count_loss', 'check_reduction', 'dm_count_terms',
     'batch_transport_loss', 'bayesian_loss', 'dm_count_loss', 'pseudo_density',
     'pseudo_density_l2_loss', 'transport_loss', 'uot_loss', 'bayesian_posteriors',
     'fast_path_eps', 'grid_ot_loss', 'grid_sinkhorn',

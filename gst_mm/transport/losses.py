@@ -3,14 +3,19 @@
 All functions take one image's density ``(h, w)`` (also ``(1, h, w)`` or ``(h * w,)``),
 non-negative, on a grid of ``stride``-px cells (centres at ``stride * k + stride / 2``
 input px), and points ``(N, 2)`` ``(x, y)`` in input px. Targets are per-point masses
-``(N,)`` (default ones). The batch helpers average the per-image losses over images
-(every image counts; the *(ref)* last-image-only bug is not reproduced).
+``(N,)`` (default ones).
 
 * :func:`transport_loss` — GST's L_BT with a prebuilt :class:`TransportKernel`.
 * :func:`bayesian_loss` — the Bayesian loss (same form, isotropic posterior).
-* :func:`dm_count_loss` — DM-Count's OT + count + TV terms.
+* :func:`dm_count_terms` / :func:`dm_count_loss` — DM-Count's count, OT and TV terms.
 * :func:`uot_loss` — the UOT semi-dual at its optimal potential.
 * :func:`pseudo_density_l2_loss` — squared error to a blurred-points density.
+
+Batches: :func:`batch_reduce` combines per-image losses by ``'mean'`` or ``'sum'`` over
+the images (every image counts; the GST *(ref)* last-image-only bug is not
+reproduced); :func:`batch_dm_count_loss` reduces DM-Count's terms separately (count and
+TV averaged, OT summed, as DM-Count's training code). Which loss uses which reduction,
+and the public code it follows, is in docs/counting.md ("Batch reduction").
 """
 from __future__ import annotations
 
@@ -60,12 +65,38 @@ def _per_image(densities: Tensor) -> Tensor:
     return densities
 
 
-def batch_mean(densities: Tensor, per_image: Callable[[int, Tensor], Tensor]) -> Tensor:
-    """Average ``per_image(b, density_b)`` over the ``B`` images of a batch."""
+#: Batch reductions accepted by :func:`batch_reduce`.
+BATCH_REDUCTIONS = ('mean', 'sum')
+
+
+def check_reduction(reduction: str, name: str = 'batch_reduction') -> str:
+    """``reduction`` if it is one of :data:`BATCH_REDUCTIONS`, else a one-line ValueError."""
+    if reduction not in BATCH_REDUCTIONS:
+        raise ValueError(f"{name} must be 'mean' or 'sum', got {reduction!r}")
+    return reduction
+
+
+def reduce_images(values: Tensor, reduction: str) -> Tensor:
+    """``(B,)`` per-image values -> scalar, ``'mean'`` or ``'sum'`` over the images."""
+    check_reduction(reduction)
+    return values.mean() if reduction == 'mean' else values.sum()
+
+
+def batch_reduce(densities: Tensor, per_image: Callable[[int, Tensor], Tensor],
+                 reduction: str = 'mean') -> Tensor:
+    """``per_image(b, density_b)`` over the ``B`` images of a batch ``(B, 1, h, w)`` or
+    ``(B, h, w)``, averaged (``'mean'``) or summed (``'sum'``); 0 for an empty batch."""
+    check_reduction(reduction)
     d = _per_image(densities)
     if d.shape[0] == 0:
         return densities.sum() * 0
-    return torch.stack([per_image(b, d[b]) for b in range(d.shape[0])]).mean()
+    return reduce_images(torch.stack([per_image(b, d[b]) for b in range(d.shape[0])]),
+                         reduction)
+
+
+def batch_mean(densities: Tensor, per_image: Callable[[int, Tensor], Tensor]) -> Tensor:
+    """Average ``per_image(b, density_b)`` over the ``B`` images of a batch."""
+    return batch_reduce(densities, per_image, 'mean')
 
 
 # ------------------------------------------------------------------------------ GST L_BT
@@ -124,34 +155,34 @@ def bayesian_loss(density: Tensor, points: Tensor, stride: float, target: Option
 
 
 # ----------------------------------------------------------------------------- DM-Count
-def dm_count_loss(density: Tensor, points: Tensor, stride: float, reg: float = 10.0,
-                  num_iters: int = 100, ot_weight: float = 0.1, tv_weight: float = 0.01,
-                  count_weight: float = 1.0, method: str = 'knopp') -> Tuple[Tensor, dict]:
-    """DM-Count (Wang et al. 2020) of one image: ``count + ot_weight * OT + tv_weight * TV``.
+def dm_count_terms(density: Tensor, points: Tensor, stride: float, reg: float = 10.0,
+                   num_iters: int = 100, method: str = 'knopp') -> dict:
+    """DM-Count's (Wang et al. 2020) three terms of one image, unweighted.
 
-    * count: ``|sum(density) - N|``.
-    * OT: entropic Sinkhorn (``reg`` 10, ``num_iters`` 100, squared px distance
+    * ``count``: ``|sum(density) - N|``.
+    * ``ot``: entropic Sinkhorn (``reg`` 10, ``num_iters`` 100, squared px distance
       between cell centres and points) between ``density / sum(density)`` and the
       uniform distribution on the points. As in DM-Count the term is the surrogate
-      ``<density, (f - <a, f>) / sum(density)>`` with ``f`` the detached source potential,
-      whose gradient w.r.t. the density is the gradient of the OT value.
-    * TV: ``N * || density / sum(density) - hist / N ||_1`` with ``hist`` the points
+      ``<z, g>`` with ``g = (T f - <z, f>) / (T^2 + 1e-8)`` (``z`` the density, ``T``
+      its sum, ``f`` the detached source potential; DM-Count's ``im_grad``), whose
+      gradient w.r.t. the density is the gradient of the OT value; its value is 0.
+    * ``tv``: ``N * || density / sum(density) - hist / N ||_1`` with ``hist`` the points
       counted per cell (DM-Count's code uses the plain L1 of the normalised maps).
+    * ``ot_value``: detached ``<P, C>`` of the plan, px^2 (for logging).
 
-    Returns:
-        ``(loss, parts)`` with ``parts`` = detached ``count``, ``ot_value``
-        (``<P, C>``) and ``tv`` terms.
+    ``count``, ``ot`` and ``tv`` are differentiable scalars; without points ``ot`` and
+    ``tv`` are 0 (DM-Count skips the OT term of an image without points and its TV
+    term is multiplied by ``N = 0``).
     """
     flat = _flat(density)
-    pts = _points(points, density)
+    pts = _points(points, flat)
     h, w = _grid_of(density)
     n = pts.shape[0]
     total = flat.sum()
     count = (total - n).abs()
     zero = flat.sum() * 0
     if n == 0:
-        return count_weight * count, dict(count=count.detach(), ot_value=zero.detach(),
-                                          tv=zero.detach())
+        return dict(count=count, ot=zero, tv=zero, ot_value=zero.detach())
     normed = flat / (total + 1e-6)
     with torch.no_grad():
         centres = cell_centres((h, w), stride, dtype=flat.dtype, device=flat.device)
@@ -161,15 +192,71 @@ def dm_count_loss(density: Tensor, points: Tensor, stride: float, reg: float = 1
         plan, f, _ = sinkhorn(a, b, cost, reg, num_iters, method=method)
         ot_value = (plan * cost).sum()
         total_d = total.detach()
-        grad = (f - (a * f).sum()) / (total_d ** 2 + 1e-8) * total_d
+        # DM-Count's im_grad: (T f - <z, f>) / (T^2 + 1e-8), T = sum z (exactly zero-mean)
+        grad = (total_d * f - (flat.detach() * f).sum()) / (total_d ** 2 + 1e-8)
         col = (pts[:, 0] / stride).floor().long().clamp(0, w - 1)
         row = (pts[:, 1] / stride).floor().long().clamp(0, h - 1)
         hist = torch.zeros(h * w, dtype=flat.dtype, device=flat.device).index_add_(
             0, row * w + col, flat.new_ones(n))
     ot_term = (flat * grad).sum()
     tv = (normed - hist / n).abs().sum() * n
-    loss = count_weight * count + ot_weight * ot_term + tv_weight * tv
-    return loss, dict(count=count.detach(), ot_value=ot_value, tv=tv.detach())
+    return dict(count=count, ot=ot_term, tv=tv, ot_value=ot_value)
+
+
+def dm_count_loss(density: Tensor, points: Tensor, stride: float, reg: float = 10.0,
+                  num_iters: int = 100, ot_weight: float = 0.1, tv_weight: float = 0.01,
+                  count_weight: float = 1.0, method: str = 'knopp') -> Tuple[Tensor, dict]:
+    """DM-Count of one image: ``count_weight * count + ot_weight * OT + tv_weight * TV``
+    with the terms of :func:`dm_count_terms`.
+
+    Returns:
+        ``(loss, parts)`` with ``parts`` = detached ``count``, ``ot_value``
+        (``<P, C>``) and ``tv`` terms.
+    """
+    t = dm_count_terms(density, points, stride, reg=reg, num_iters=num_iters, method=method)
+    loss = count_weight * t['count'] + ot_weight * t['ot'] + tv_weight * t['tv']
+    return loss, dict(count=t['count'].detach(), ot_value=t['ot_value'],
+                      tv=t['tv'].detach())
+
+
+def batch_dm_count_loss(densities: Tensor, points: Sequence[Tensor], stride: float,
+                        reg: float = 10.0, num_iters: int = 100, ot_weight: float = 0.1,
+                        tv_weight: float = 0.01, count_weight: float = 1.0,
+                        method: str = 'knopp', ot_reduction: str = 'sum') -> Tuple[Tensor, dict]:
+    """DM-Count of a batch ``(B, 1, h, w)`` or ``(B, h, w)`` with its per-term reductions.
+
+    ``count_weight * mean_b count_b + ot_weight * R_b OT_b + tv_weight * mean_b TV_b``
+    (terms of :func:`dm_count_terms`), ``R`` = sum over the images (``ot_reduction``
+    ``'sum'``, default) or mean (``'mean'``). DM-Count's training code
+    (cvlab-stonybrook/DM-Count ``train_helper.py`` with ``losses/ot_loss.py``)
+    accumulates the OT surrogate over the images of a batch without dividing,
+    averages the count L1 (``nn.L1Loss()``) and the N-weighted TV term (``.mean(0)``):
+    at batch ``B`` the OT term weighs ``B`` times more than under a mean.
+
+    Returns:
+        ``(loss, parts)``, ``parts`` = detached batch-reduced ``count``, ``ot``, ``tv``
+        and the per-image ``ot_value`` ``(B,)``.
+    """
+    check_reduction(ot_reduction, 'ot_reduction')
+    d = _per_image(densities)
+    if len(points) != d.shape[0]:
+        raise ValueError(f'{len(points)} point sets for a batch of {d.shape[0]} densities')
+    if d.shape[0] == 0:
+        zero = densities.sum() * 0
+        return zero, dict(count=zero.detach(), ot=zero.detach(), tv=zero.detach(),
+                          ot_value=zero.detach().reshape(0))
+    terms = [dm_count_terms(d[b], points[b], stride, reg=reg, num_iters=num_iters,
+                            method=method) for b in range(d.shape[0])]
+
+    def stacked(key: str) -> Tensor:
+        return torch.stack([t[key] for t in terms])
+
+    count = stacked('count').mean()
+    ot = reduce_images(stacked('ot'), ot_reduction)
+    tv = stacked('tv').mean()
+    loss = count_weight * count + ot_weight * ot + tv_weight * tv
+    return loss, dict(count=count.detach(), ot=ot.detach(), tv=tv.detach(),
+                      ot_value=stacked('ot_value'))
 
 
 # ---------------------------------------------------------------------------------- UOT
@@ -188,7 +275,7 @@ def uot_loss(density: Tensor, points: Tensor, stride: float, target: Optional[Te
     predicted mass pays the KL cost of being destroyed).
     """
     flat = _flat(density)
-    pts = _points(points, density)
+    pts = _points(points, flat)
     h, w = _grid_of(density)
     if pts.shape[0] == 0:
         return tau * flat.sum()
@@ -236,6 +323,8 @@ def pseudo_density_l2_loss(density: Tensor, points: Tensor, stride: float, sigma
 
 
 __all__ = [
-    'transport_loss', 'batch_transport_loss', 'batch_mean', 'bayesian_loss', 'dm_count_loss',
-    'uot_loss', 'pseudo_density', 'pseudo_density_l2_loss'
+    'BATCH_REDUCTIONS', 'check_reduction', 'reduce_images', 'batch_reduce', 'batch_mean',
+    'transport_loss', 'batch_transport_loss', 'bayesian_loss', 'dm_count_terms',
+    'dm_count_loss', 'batch_dm_count_loss', 'uot_loss', 'pseudo_density',
+    'pseudo_density_l2_loss'
 ]

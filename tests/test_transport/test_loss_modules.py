@@ -71,22 +71,29 @@ def test_gst_loss_errors(batch):
 
 
 def test_baseline_modules_match_functions(batch):
+    """Each module reduces the per-image functions as docs/counting.md states: mean
+    over images, UOT's sum; DM-Count's value is the mean count and TV (its OT
+    surrogate is 0; test_batch_reduction.py checks its summed gradient)."""
     density, points, _, targets = batch
     d = density[:, 0]
+
+    def _sum(values):
+        return torch.stack(values).sum()
+
     cases = [
-        (PseudoDensityL2Loss(sigma=6.0),
+        (PseudoDensityL2Loss(sigma=6.0), _mean,
          [pseudo_density_l2_loss(d[b], points[b], STRIDE, sigma=6.0, target=targets[b])
           for b in range(3)]),
-        (BayesianLoss(),
+        (BayesianLoss(), _mean,
          [bayesian_loss(d[b], points[b], STRIDE, target=targets[b]) for b in range(3)]),
-        (DMCountLoss(num_iters=50),
+        (DMCountLoss(num_iters=50), _mean,
          [dm_count_loss(d[b], points[b], STRIDE, num_iters=50)[0] for b in range(3)]),
-        (UOTLoss(max_iter=10),
+        (UOTLoss(max_iter=10), _sum,
          [uot_loss(d[b], points[b], STRIDE, target=targets[b], max_iter=10) for b in range(3)]),
     ]
-    for module, per_image in cases:
+    for module, reduce, per_image in cases:
         loss = module(density, points, targets=targets, stride=STRIDE)
-        torch.testing.assert_close(loss, _mean(per_image), msg=type(module).__name__)
+        torch.testing.assert_close(loss, reduce(per_image), msg=type(module).__name__)
         (grad,) = torch.autograd.grad(loss, density)
         assert torch.isfinite(grad).all(), type(module).__name__
 

@@ -13,8 +13,22 @@ Every loss shares one call signature (docs/architecture.md)::
 * ``image_shapes``: optional list of ``B`` ``(h, w)`` px, each input's source image
   before augmentation (``metainfo['ori_shape']``); only the Bayesian loss uses it.
 
-The result is the mean over the batch's images of the per-image loss, times
-``loss_weight``. The modules are thin: the maths lives in :mod:`gst_mm.transport`.
+The result is the per-image loss reduced over the batch's images, times
+``loss_weight``. The reduction follows each method's public training code
+(docs/counting.md, "Batch reduction"):
+
+============== ==================================== =======================================
+loss           per-term batch reduction             public code it follows
+============== ==================================== =======================================
+GSTLoss        mean over images                     infinite0522/GST (BL's ``Bay_Loss``)
+PseudoDensity  mean over images (sum over cells)    leeyeehoo/CSRNet-pytorch (per image)
+BayesianLoss   mean over images                     ZhihengCV/Bayesian-Crowd-Counting
+DMCountLoss    count, TV: mean; OT: **sum**         cvlab-stonybrook/DM-Count
+UOTLoss        **sum** over images                  Nightmare4214/GeneralizedLoss-...-semi
+============== ==================================== =======================================
+
+``batch_reduction`` (``'mean'`` / ``'sum'``; DM-Count: ``ot_reduction``) overrides the
+default. The modules are thin: the maths lives in :mod:`gst_mm.transport`.
 """
 from __future__ import annotations
 
@@ -25,9 +39,10 @@ from torch import Tensor, nn
 from gst_mm.registry import MODELS
 from gst_mm.transport import (
     TransportKernel,
-    batch_mean,
+    batch_dm_count_loss,
+    batch_reduce,
     bayesian_loss,
-    dm_count_loss,
+    check_reduction,
     pseudo_density_l2_loss,
     transport_loss,
     uot_loss,
@@ -47,11 +62,18 @@ def _target(targets: Optional[Sequence[Optional[Tensor]]], b: int) -> Optional[T
 
 
 class _CountingLoss(nn.Module):
-    """Base: batch checks and ``loss_weight``; subclasses implement ``image_loss``."""
+    """Base: batch checks, ``loss_weight`` and the batch reduction; subclasses implement
+    ``image_loss``.
 
-    def __init__(self, loss_weight: float = 1.0) -> None:
+    Args:
+        loss_weight: multiplier of the reduced loss.
+        batch_reduction: ``'mean'`` or ``'sum'`` of the per-image losses over the batch.
+    """
+
+    def __init__(self, loss_weight: float = 1.0, batch_reduction: str = 'mean') -> None:
         super().__init__()
         self.loss_weight = float(loss_weight)
+        self.batch_reduction = check_reduction(batch_reduction)
 
     def image_loss(self, b: int, density: Tensor, points: Tensor, kernel: Optional[TransportKernel],
                    target: Optional[Tensor], stride: float,
@@ -59,23 +81,28 @@ class _CountingLoss(nn.Module):
         """Loss of image ``b``; ``image_shape`` is its source image's ``(h, w)`` or None."""
         raise NotImplementedError
 
-    def forward(self, density: Tensor, points: Sequence[Tensor], *,
-                kernels: Optional[Sequence[TransportKernel]] = None,
-                targets: Optional[Sequence[Optional[Tensor]]] = None,
-                stride: float = 8,
-                image_shapes: Optional[Sequence[Optional[Tuple[int, int]]]] = None) -> Tensor:
+    def _check_inputs(self, density: Tensor, points: Sequence[Tensor],
+                      targets: Optional[Sequence[Optional[Tensor]]],
+                      image_shapes: Optional[Sequence[Optional[Tuple[int, int]]]]) -> None:
         _check_batch(density, points)
         if targets is not None and len(targets) != len(points):
             raise ValueError(f'{len(targets)} target sets for {len(points)} point sets')
         if image_shapes is not None and len(image_shapes) != len(points):
             raise ValueError(f'{len(image_shapes)} image shapes for {len(points)} point sets')
 
+    def forward(self, density: Tensor, points: Sequence[Tensor], *,
+                kernels: Optional[Sequence[TransportKernel]] = None,
+                targets: Optional[Sequence[Optional[Tensor]]] = None,
+                stride: float = 8,
+                image_shapes: Optional[Sequence[Optional[Tuple[int, int]]]] = None) -> Tensor:
+        self._check_inputs(density, points, targets, image_shapes)
+
         def one(b: int, d: Tensor) -> Tensor:
             kernel = None if kernels is None else kernels[b]
             shape = None if image_shapes is None else image_shapes[b]
             return self.image_loss(b, d, points[b], kernel, _target(targets, b), stride, shape)
 
-        return self.loss_weight * batch_mean(density, one)
+        return self.loss_weight * batch_reduce(density, one, self.batch_reduction)
 
 
 @MODELS.register_module()
@@ -85,7 +112,10 @@ class GSTLoss(_CountingLoss):
     Per image ``|| K^T density - [target, 0] ||_1`` with the image's precomputed
     sparse kernel ``K`` (built from fitted Gaussians by the data pipeline, cut-off 3,
     background ratio 0.015, stds clamped to ``[stride, 20]`` px); averaged over the
-    images of the batch (not only the last one, unlike the reference code).
+    images of the batch. The reference code (infinite0522/GST ``losses/bay_loss.py``,
+    BL's ``Bay_Loss``) sums the entries per image and divides by the batch size, but
+    overwrites its accumulator (``loss = torch.sum(res)``), so only the last image
+    counts; here every image does.
 
     Args:
         loss_weight: multiplier of the loss.
@@ -93,10 +123,12 @@ class GSTLoss(_CountingLoss):
             a kernel sends to its background column is left unpenalised; a kernel
             built without background (the "GST without background" ablation) works
             with either setting.
+        batch_reduction: ``'mean'`` (default, the reference's intent) or ``'sum'``.
     """
 
-    def __init__(self, loss_weight: float = 1.0, background: bool = True) -> None:
-        super().__init__(loss_weight)
+    def __init__(self, loss_weight: float = 1.0, background: bool = True,
+                 batch_reduction: str = 'mean') -> None:
+        super().__init__(loss_weight, batch_reduction)
         self.background = bool(background)
 
     def forward(self, density: Tensor, points: Sequence[Tensor], *,
@@ -127,14 +159,22 @@ class PseudoDensityL2Loss(_CountingLoss):
     """L2 baseline: squared error to a pseudo density (points blurred by a fixed
     isotropic Gaussian, integrated per cell), summed over cells, averaged over images.
 
+    The GST paper's L2 ablation has no public training code. Per image this is
+    CSRNet's loss (leeyeehoo/CSRNet-pytorch ``train.py``: ``nn.MSELoss(size_average=False)``,
+    a sum over cells, trained at batch 1, where sum and mean over images coincide);
+    images are averaged as in the other BL-derived trainers. A mean over cells (as
+    ``nn.MSELoss()``) would make the loss depend on the crop size.
+
     Args:
         sigma: blur std in input px (default 8, one cell at stride 8; fixed-kernel
             density maps in the literature use 4-15 px).
         loss_weight: multiplier of the loss.
+        batch_reduction: ``'mean'`` (default) or ``'sum'`` over images.
     """
 
-    def __init__(self, sigma: float = 8.0, loss_weight: float = 1.0) -> None:
-        super().__init__(loss_weight)
+    def __init__(self, sigma: float = 8.0, loss_weight: float = 1.0,
+                 batch_reduction: str = 'mean') -> None:
+        super().__init__(loss_weight, batch_reduction)
         self.sigma = float(sigma)
 
     def image_loss(self, b, density, points, kernel, target, stride, image_shape):
@@ -163,11 +203,15 @@ class BayesianLoss(_CountingLoss):
             input's shorter side (``min(h, w) * stride``) when shapes are not given;
             ``'input'``: always the input's (crop's) shorter side; a number: fixed.
         loss_weight: multiplier of the loss.
+        batch_reduction: ``'mean'`` (default) or ``'sum'`` over images. BL's
+            ``Bay_Loss`` (ZhihengCV/Bayesian-Crowd-Counting ``losses/bay_loss.py``)
+            sums the ``N + 1`` entries per image and divides by the batch size.
     """
 
     def __init__(self, sigma: float = 8.0, bg_ratio: float = 0.15, use_background: bool = True,
-                 st_size: Union[str, float] = 'image', loss_weight: float = 1.0) -> None:
-        super().__init__(loss_weight)
+                 st_size: Union[str, float] = 'image', loss_weight: float = 1.0,
+                 batch_reduction: str = 'mean') -> None:
+        super().__init__(loss_weight, batch_reduction)
         if isinstance(st_size, str) and st_size not in ('image', 'input'):
             raise ValueError(f"st_size must be 'image', 'input' or a number, got {st_size!r}")
         self.sigma = float(sigma)
@@ -191,36 +235,55 @@ class BayesianLoss(_CountingLoss):
 
 @MODELS.register_module()
 class DMCountLoss(_CountingLoss):
-    """DM-Count (Wang et al., NeurIPS 2020): ``L_C + ot_weight * L_OT + tv_weight * L_TV``.
+    """DM-Count (Wang et al., NeurIPS 2020):
+    ``count_weight * L_C + ot_weight * L_OT + tv_weight * L_TV``.
 
-    Defaults are the paper's: entropic Sinkhorn with ``reg`` 10 and 100 iterations on
-    squared distances in input px between cell centres and points, OT weight 0.1, TV
-    weight 0.01, count (L1) weight 1. Per-step cost O(iterations x N x h*w). Per-point
+    Defaults are the paper's and its public code's (cvlab-stonybrook/DM-Count,
+    ``train.py`` / ``train_helper.py``): entropic Sinkhorn with ``reg`` 10 and 100
+    iterations on squared distances in input px between cell centres and points, OT
+    weight 0.1, TV weight 0.01, count (L1) weight 1, and its batch reductions: the
+    count L1 and the TV term are averaged over the images of the batch, the OT term is
+    **summed** over them (DM-Count accumulates ``OT_Loss`` per image without dividing;
+    its default batch is 10). Per-step cost O(iterations x N x h*w). Per-point
     ``targets`` are ignored (DM-Count counts points).
 
     Args:
         reg, num_iters: Sinkhorn regularisation and iterations.
         ot_weight, tv_weight, count_weight: term weights.
         sinkhorn_method: ``'knopp'`` (scaling form, what DM-Count runs) or ``'log'``.
+        ot_reduction: ``'sum'`` (default, DM-Count's code) or ``'mean'`` over the
+            images (this module's behaviour before 2026-11: at batch ``B`` it makes the
+            OT term ``B`` times weaker relative to the count and TV terms).
         loss_weight: multiplier of the total.
     """
 
     def __init__(self, reg: float = 10.0, num_iters: int = 100, ot_weight: float = 0.1,
                  tv_weight: float = 0.01, count_weight: float = 1.0,
-                 sinkhorn_method: str = 'knopp', loss_weight: float = 1.0) -> None:
-        super().__init__(loss_weight)
+                 sinkhorn_method: str = 'knopp', ot_reduction: str = 'sum',
+                 loss_weight: float = 1.0) -> None:
+        super().__init__(loss_weight, 'mean')
+        if sinkhorn_method not in ('knopp', 'log'):
+            raise ValueError(f"sinkhorn_method must be 'knopp' or 'log', got {sinkhorn_method!r}")
         self.reg = float(reg)
         self.num_iters = int(num_iters)
         self.ot_weight = float(ot_weight)
         self.tv_weight = float(tv_weight)
         self.count_weight = float(count_weight)
         self.sinkhorn_method = sinkhorn_method
+        self.ot_reduction = check_reduction(ot_reduction, 'ot_reduction')
 
-    def image_loss(self, b, density, points, kernel, target, stride, image_shape):
-        loss, _ = dm_count_loss(density, points, stride, reg=self.reg, num_iters=self.num_iters,
-                                ot_weight=self.ot_weight, tv_weight=self.tv_weight,
-                                count_weight=self.count_weight, method=self.sinkhorn_method)
-        return loss
+    def forward(self, density: Tensor, points: Sequence[Tensor], *,
+                kernels: Optional[Sequence[TransportKernel]] = None,
+                targets: Optional[Sequence[Optional[Tensor]]] = None,
+                stride: float = 8,
+                image_shapes: Optional[Sequence[Optional[Tuple[int, int]]]] = None) -> Tensor:
+        self._check_inputs(density, points, targets, image_shapes)
+        loss, _ = batch_dm_count_loss(
+            density, points, stride, reg=self.reg, num_iters=self.num_iters,
+            ot_weight=self.ot_weight, tv_weight=self.tv_weight,
+            count_weight=self.count_weight, method=self.sinkhorn_method,
+            ot_reduction=self.ot_reduction)
+        return self.loss_weight * loss
 
 
 @MODELS.register_module()
@@ -235,17 +298,27 @@ class UOTLoss(_CountingLoss):
     coordinates normalised to [0, 1] by the input's longer side, KL penalty weight
     ``tau`` 1, targets = ones.
 
+    Batch: the per-image values are **summed** over the images. The UOT authors'
+    code is not public; the public re-implementation that reproduces the paper's
+    setting (Nightmare4214/GeneralizedLoss-Counting-Pytorch-semi,
+    ``utils/emd_dot_trainer.py``) accumulates the semi-dual of every image of the batch
+    without dividing. The loss has a single term, so the reduction only scales it
+    (by ``B``); under Adam that changes little.
+
     Args:
         eps: entropic smoothing of the c-transform.
         tau: weight of both KL marginal penalties.
         cost_power: exponent of the Euclidean distance (1 = L2 distance).
         max_iter: L-BFGS iterations per step.
         loss_weight: multiplier of the loss.
+        batch_reduction: ``'sum'`` (default) or ``'mean'`` (this module's behaviour
+            before 2026-11).
     """
 
     def __init__(self, eps: float = 0.01, tau: float = 1.0, cost_power: float = 1.0,
-                 max_iter: int = 20, loss_weight: float = 1.0) -> None:
-        super().__init__(loss_weight)
+                 max_iter: int = 20, loss_weight: float = 1.0,
+                 batch_reduction: str = 'sum') -> None:
+        super().__init__(loss_weight, batch_reduction)
         self.eps = float(eps)
         self.tau = float(tau)
         self.cost_power = float(cost_power)
