@@ -29,6 +29,8 @@ from .losses import (
     uot_loss,
 )
 from .ot import (
+    SINKHORN_GUARD,
+    UOT_MAX_LOG_RATIO,
     bayesian_posteriors,
     fast_path_eps,
     grid_ot_loss,
@@ -50,5 +52,5 @@ __all__ = [
     'pseudo_density_l2_loss', 'transport_loss', 'uot_loss', 'bayesian_posteriors',
     'fast_path_eps', 'grid_ot_loss', 'grid_sinkhorn',
     'pairwise_cost', 'sinkhorn', 'solve_uot_potential', 'uot_alpha', 'uot_plan',
-    'uot_primal_value', 'uot_semi_dual'
+    'uot_primal_value', 'uot_semi_dual', 'SINKHORN_GUARD', 'UOT_MAX_LOG_RATIO'
 ]

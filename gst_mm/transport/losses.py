@@ -26,10 +26,27 @@ import torch
 from torch import Tensor
 
 from .kernel import TransportKernel, cell_centres
-from .ot import bayesian_posteriors, pairwise_cost, sinkhorn, solve_uot_potential, uot_semi_dual
+from .ot import (
+    UOT_MAX_LOG_RATIO,
+    bayesian_posteriors,
+    pairwise_cost,
+    sinkhorn,
+    solve_uot_potential,
+    uot_semi_dual,
+)
 
 
 # ----------------------------------------------------------------------------- helpers
+def _work(density: Tensor) -> Tensor:
+    """``density`` in at least float32 (float16 / bfloat16 inputs, e.g. under AMP, are
+    upcast; autograd casts the gradient back). In float16 squared px distances
+    overflow past 256 px (65504 = 256^2), a 1e4-per-cell density sums to inf and
+    Sinkhorn's 1e-16 guard is 0, so DM-Count returned NaN already at 512 px."""
+    if density.dtype in (torch.float16, torch.bfloat16):
+        return density.float()
+    return density
+
+
 def _flat(density: Tensor) -> Tensor:
     return density.reshape(-1)
 
@@ -115,6 +132,7 @@ def transport_loss(density: Tensor, kernel: TransportKernel,
         Scalar, summed over the ``N (+1)`` entries. With no points and a background
         column it equals the total predicted mass.
     """
+    density = _work(density)
     kernel = kernel.to(density.device)
     mass = kernel.transport(density)
     tgt = _targets(target, kernel.num_points, mass)
@@ -142,6 +160,7 @@ def bayesian_loss(density: Tensor, points: Tensor, stride: float, target: Option
     with ``P`` from :func:`gst_mm.transport.ot.bayesian_posteriors` (recomputed every
     step, dense ``h*w x (N+1)``). Without points: the total mass, with or without
     background (BL's ``Bay_Loss`` targets a count of 0 then)."""
+    density = _work(density)
     pts = _points(points, density)
     if pts.shape[0] == 0:
         return _flat(density).sum().abs()
@@ -174,7 +193,7 @@ def dm_count_terms(density: Tensor, points: Tensor, stride: float, reg: float = 
     ``tv`` are 0 (DM-Count skips the OT term of an image without points and its TV
     term is multiplied by ``N = 0``).
     """
-    flat = _flat(density)
+    flat = _flat(_work(density))
     pts = _points(points, flat)
     h, w = _grid_of(density)
     n = pts.shape[0]
@@ -262,7 +281,8 @@ def batch_dm_count_loss(densities: Tensor, points: Sequence[Tensor], stride: flo
 # ---------------------------------------------------------------------------------- UOT
 def uot_loss(density: Tensor, points: Tensor, stride: float, target: Optional[Tensor] = None,
              eps: float = 0.01, tau: float = 1.0, cost_power: float = 1.0,
-             max_iter: int = 20, coord_scale: Optional[float] = None) -> Tensor:
+             max_iter: int = 20, coord_scale: Optional[float] = None,
+             max_log_ratio: Optional[float] = UOT_MAX_LOG_RATIO) -> Tensor:
     """UOT loss (Ma et al. 2021) of one image: the semi-dual value at its maximiser.
 
     The potential ``beta`` (one per point) maximises
@@ -272,9 +292,12 @@ def uot_loss(density: Tensor, points: Tensor, stride: float, target: Optional[Te
     ``coord_scale`` (default the longer side of the input, ``max(h, w) * stride``, so
     coordinates are in [0, 1]); ``eps`` 0.01, KL marginal penalties with weight ``tau``
     1. Without points the semi-dual reduces to ``tau * sum(density)`` (every unit of
-    predicted mass pays the KL cost of being destroyed).
+    predicted mass pays the KL cost of being destroyed). ``max_log_ratio`` bounds the
+    potential (:data:`gst_mm.transport.ot.UOT_MAX_LOG_RATIO`): the loss stays finite
+    with a density gradient of at most ``tau * 1e6 * N ** (eps / tau)`` per cell even
+    for an all-zero density, where the unbounded maximiser does not exist.
     """
-    flat = _flat(density)
+    flat = _flat(_work(density))
     pts = _points(points, flat)
     h, w = _grid_of(density)
     if pts.shape[0] == 0:
@@ -283,7 +306,8 @@ def uot_loss(density: Tensor, points: Tensor, stride: float, target: Optional[Te
     centres = cell_centres((h, w), stride, dtype=flat.dtype, device=flat.device)
     cost = pairwise_cost(centres, pts, power=cost_power, scale=scale)
     tgt = _targets(target, pts.shape[0], flat)
-    beta = solve_uot_potential(flat, tgt, cost, eps=eps, tau=tau, max_iter=max_iter)
+    beta = solve_uot_potential(flat, tgt, cost, eps=eps, tau=tau, max_iter=max_iter,
+                               max_log_ratio=max_log_ratio)
     return uot_semi_dual(flat, tgt, cost, beta, eps=eps, tau=tau)
 
 
@@ -317,6 +341,7 @@ def pseudo_density(points: Tensor, grid_shape: Tuple[int, int], stride: float,
 def pseudo_density_l2_loss(density: Tensor, points: Tensor, stride: float, sigma: float = 8.0,
                            target: Optional[Tensor] = None) -> Tensor:
     """Sum over cells of ``(density - pseudo_density)^2`` for one image."""
+    density = _work(density)
     h, w = _grid_of(density)
     gt = pseudo_density(_points(points, density), (h, w), stride, sigma, target)
     return (density.reshape(h, w) - gt).pow(2).sum()
