@@ -17,16 +17,28 @@ peaks are matched greedily (strongest first, each to its nearest unmatched
 annotation within ``r``) one-to-one; precision and recall at ``r`` are pooled
 over the data set; ``AP`` / ``AR`` are their means over the radii and
 ``F1 = 2 AP AR / (AP + AR)``.
+
+Files (written by the process that computes the metrics, rank 0, atomically;
+formats in :mod:`gst_mm.evaluation.prediction_files`): ``out_file`` receives the
+per-image predictions (``.csv`` or ``.json``: image id, path, gt count, predicted
+count, absolute error), ``nwpu_submission`` NWPU-Crowd's test-server file
+(``<image id> <predicted count>`` per line). ``tools/test.py --pred-file`` /
+``--nwpu-submission`` set them; ``--cfg-options test_evaluator.out_file=...`` works
+too.
 """
 from __future__ import annotations
 
+import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 from mmengine.evaluator import BaseMetric
+from mmengine.logging import print_log
 from scipy import ndimage
 
 from gst_mm.registry import METRICS
+
+from ..prediction_files import prediction_format, write_nwpu_submission, write_predictions
 
 
 def _get(sample: Any, key: str, default: Any = None) -> Any:
@@ -135,6 +147,10 @@ class CountingMetric(BaseMetric):
         peak_threshold: keep peaks above this value instead of the ``round(count)``
             strongest.
         nms_kernel: NMS window, cells.
+        out_file: write the per-image predictions here at every evaluation
+            (``.csv`` or ``.json``, chosen by the extension; overwritten each time).
+        nwpu_submission: write NWPU-Crowd's submission file here (ids from the
+            trailing digits of each image name, e.g. ``test_3610`` -> ``3610``).
         collect_device / prefix: as :class:`mmengine.evaluator.BaseMetric`.
     """
 
@@ -146,6 +162,8 @@ class CountingMetric(BaseMetric):
                  stride: float = 8,
                  peak_threshold: Optional[float] = None,
                  nms_kernel: int = 3,
+                 out_file: Optional[str] = None,
+                 nwpu_submission: Optional[str] = None,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
@@ -154,6 +172,10 @@ class CountingMetric(BaseMetric):
         self.stride = float(stride)
         self.peak_threshold = peak_threshold
         self.nms_kernel = int(nms_kernel)
+        if out_file is not None:
+            prediction_format(out_file)  # a wrong extension fails now, not after the run
+        self.out_file = out_file
+        self.nwpu_submission = nwpu_submission
 
     def process(self, data_batch: Any, data_samples: Sequence) -> None:
         """Store the counts (and localisation matches) of one batch."""
@@ -174,7 +196,14 @@ class CountingMetric(BaseMetric):
                                    f"{_get(sample, 'img_path', '<unknown image>')} has neither "
                                    'gt_count nor gt_points')
                 gt_count = len(_to_numpy(gt_points).reshape(-1, 2))
-            result: Dict[str, Any] = dict(pred_count=float(pred_count), gt_count=float(gt_count))
+            img_path = _get(sample, 'img_path')
+            img_id = _get(sample, 'img_id')
+            if img_id is None and img_path is not None:
+                img_id = osp.splitext(osp.basename(str(img_path)))[0]
+            result: Dict[str, Any] = dict(
+                pred_count=float(pred_count), gt_count=float(gt_count),
+                img_id=None if img_id is None else str(img_id),
+                img_path=None if img_path is None else str(img_path))
             if self.localization:
                 result.update(self._localize(sample, density, gt_points, float(pred_count)))
             self.results.append(result)
@@ -219,4 +248,24 @@ class CountingMetric(BaseMetric):
             recall = tp / n_gt if n_gt > 0 else np.zeros_like(tp)
             ap, ar = float(precision.mean()), float(recall.mean())
             metrics.update(AP=ap, AR=ar, F1=2 * ap * ar / (ap + ar) if ap + ar > 0 else 0.0)
+        if self.out_file is not None or self.nwpu_submission is not None:
+            self.write_files(results, metrics)
         return metrics
+
+    def write_files(self, results: List[Dict[str, Any]], metrics: Dict[str, float]) -> None:
+        """Write ``out_file`` / ``nwpu_submission`` from the per-image results."""
+        records = []
+        for k, r in enumerate(results):
+            image_id = r.get('img_id')
+            if image_id is None:
+                image_id = f'image_{k:06d}'  # samples without img_id / img_path
+            records.append(dict(image_id=image_id, img_path=r.get('img_path') or '',
+                                gt_count=r['gt_count'], pred_count=r['pred_count']))
+        if self.out_file is not None:
+            write_predictions(self.out_file, records, metrics)
+            print_log(f'CountingMetric: per-image predictions of {len(records)} images '
+                      f'written to {self.out_file}', logger='current')
+        if self.nwpu_submission is not None:
+            write_nwpu_submission(self.nwpu_submission, records)
+            print_log(f'CountingMetric: NWPU-Crowd submission ({len(records)} images) '
+                      f'written to {self.nwpu_submission}', logger='current')
