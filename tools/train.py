@@ -5,6 +5,12 @@
 
 Multi-process: ``tools/dist_train.sh CONFIG NPROC [args]`` (torchrun; works on
 CPU-only machines through a gloo process group).
+
+Pretrained weights named by an ``init_cfg`` (``type='Pretrained'``) are checked
+before anything runs (``gst_mm.utils.pretrained``: the file exists, or the URL is
+cached or its host resolves and answers within 5 s); when they cannot be loaded the
+tool prints one line naming the key, the file or URL and what to do, and exits with
+code 2.
 """
 import argparse
 import sys
@@ -15,6 +21,7 @@ import gst_mm  # noqa: F401  (registers gst_mm components, fixes checkpoint load
 from gst_mm.splatting import CacheKeyError
 from gst_mm.utils import init_cpu_distributed, register_all_modules
 from gst_mm.utils.config import add_run_arguments, load_run_config
+from gst_mm.utils.pretrained import PretrainedWeightsError, check_pretrained_weights
 
 
 def parse_args(argv=None):
@@ -46,6 +53,11 @@ def main(argv=None):
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
+    try:
+        check_pretrained_weights(cfg)
+    except PretrainedWeightsError as err:  # a configuration / setup issue: one line
+        print(f'train.py: error: {err}', file=sys.stderr)
+        sys.exit(2)
     init_cpu_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg)
     try:
