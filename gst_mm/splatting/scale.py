@@ -68,6 +68,7 @@ def log_responses(image: np.ndarray, points: np.ndarray, sigmas: np.ndarray) -> 
     pts = np.asarray(points, np.float64).reshape(-1, 2)
     out = np.zeros((len(pts), len(sigmas)), np.float64)
     octave_img, octave = img, 0
+    blurred, blur = img, 0.0  # the octave image blurred so far, and by how much (px)
     for j, sigma in enumerate(sigmas):
         # octave o: image shrunk by 2^o, so the blur there is 4-8 px (up to 8 px at
         # o = 0); below 4 px the 3x3 Laplacian underestimates by several per cent
@@ -79,17 +80,24 @@ def log_responses(image: np.ndarray, points: np.ndarray, sigmas: np.ndarray) -> 
             if octave_img.ndim == 2:
                 octave_img = octave_img[..., None]
             octave += 1
+            # area averaging blurred the octave image by a box of variance ~1/12 px^2
+            blurred, blur = octave_img, math.sqrt(1.0 / 12.0)
         f = 2.0 ** octave
         s = sigma / f
-        # area averaging blurred the octave image by a box of variance ~1/12 px^2
-        s_blur = math.sqrt(max(s * s - (1.0 / 12.0 if octave else 0.0), 0.25))
-        blurred = cv2.GaussianBlur(octave_img, (0, 0), s_blur, borderType=cv2.BORDER_REFLECT)
+        # blur incrementally: G_a * G_b = G_sqrt(a^2 + b^2) (small kernels)
+        target = max(s, blur, 0.5)
+        if target > blur + 1e-6:
+            step = math.sqrt(target * target - blur * blur)
+            blurred = cv2.GaussianBlur(blurred, (0, 0), step, borderType=cv2.BORDER_REFLECT)
+            if blurred.ndim == 2:
+                blurred = blurred[..., None]
+            blur = target
         lap = cv2.Laplacian(blurred, cv2.CV_32F, ksize=1, borderType=cv2.BORDER_REFLECT)
         if lap.ndim == 2:
             lap = lap[..., None]
-        # sigma^2 nabla^2 is dimensionless: evaluate it in octave px
-        resp = np.sqrt((lap.astype(np.float64) ** 2).sum(-1, keepdims=True)) * s * s
-        out[:, j] = _sample(resp, pts / f)[:, 0]
+        # sigma^2 nabla^2 is dimensionless: evaluate it in octave px, at the points only
+        at = _sample(lap, pts / f).astype(np.float64)
+        out[:, j] = np.sqrt((at ** 2).sum(-1)) * s * s
     return out
 
 
