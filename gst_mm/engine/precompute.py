@@ -83,6 +83,14 @@ class CacheGroup:
         return GaussianCache(self.cache_dir, data_root=self.data_root)
 
 
+def _leaf_cache(leaf, cache_dir: Optional[str], data_root: Optional[str]
+                ) -> Tuple[Optional[str], str]:
+    """``(key root, cache dir)`` of one leaf data set: ``data_root`` else the leaf's
+    own, and ``cache_dir`` else ``<root>/gst_cache``."""
+    root = data_root or getattr(leaf, 'data_root', None) or None
+    return root, cache_dir or default_cache_dir(root)
+
+
 def cache_groups(dataset, cache_dir: Optional[str] = None,
                  data_root: Optional[str] = None) -> List[CacheGroup]:
     """Group a data set's raw annotations by image into fit samples, per cache.
@@ -109,8 +117,8 @@ def cache_groups(dataset, cache_dir: Optional[str] = None,
     for leaf in _unwrap(dataset):
         if hasattr(leaf, 'full_init'):
             leaf.full_init()
-        root = data_root or getattr(leaf, 'data_root', None) or None
-        group_key = (root, cache_dir or default_cache_dir(root))
+        group_key = _leaf_cache(leaf, cache_dir, data_root)
+        root = group_key[0]
         group = groups.setdefault(group_key, CacheGroup(root, group_key[1]))
         # data_list is emptied when a data set serialises it: read through get_data_info
         for idx in range(len(leaf)):
@@ -158,12 +166,8 @@ def dataset_cache_dir(dataset, cache_dir: Optional[str] = None,
     ``<data_root>/gst_cache`` (the folders ``LoadCrowdGaussians`` reads by default)."""
     if cache_dir:
         return cache_dir
-    dirs = []
-    for leaf in _unwrap(dataset):
-        d = default_cache_dir(data_root or getattr(leaf, 'data_root', None))
-        if d not in dirs:
-            dirs.append(d)
-    return ', '.join(dirs)
+    dirs = [_leaf_cache(leaf, None, data_root)[1] for leaf in _unwrap(dataset)]
+    return ', '.join(dict.fromkeys(dirs))
 
 
 def check_under_root(samples: List[GaussianSample], data_root: str,
@@ -261,9 +265,9 @@ def check_dataset(dataset, cache_dir: Optional[str] = None, fit_cfg: Optional[Di
     image's cache entry under the validity rule of :mod:`gst_mm.splatting.cache`
     (the rule :func:`precompute_dataset` refits by). Arguments as
     :func:`precompute_dataset`."""
-    from gst_mm.splatting.fit import fit_settings, fit_settings_key
+    from gst_mm.splatting.fit import fit_cfg_key
     from gst_mm.splatting.precompute import sample_status
-    fit_key = fit_settings_key(fit_settings(**dict(fit_cfg or {})))
+    fit_key = fit_cfg_key(fit_cfg)
     report = CacheReport()
     for group in cache_groups(dataset, cache_dir, data_root):
         cache = group.cache()

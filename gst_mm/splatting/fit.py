@@ -48,8 +48,9 @@ from .gaussians import Gaussians2D
 from .knn import knn_distance
 from .scale import scale_bounds, scale_space_std
 
-__all__ = ['FitInfo', 'fit_gaussians', 'fit_settings', 'fit_settings_key', 'initial_stds',
-           'knn_distance', 'postprocess', 'to_rgb_uint8', 'check_points', 'median_background']
+__all__ = ['FitInfo', 'fit_gaussians', 'fit_cfg_key', 'fit_settings', 'fit_settings_key',
+           'initial_stds', 'knn_distance', 'postprocess', 'to_rgb_uint8', 'check_points',
+           'median_background']
 
 
 @dataclass
@@ -384,6 +385,12 @@ def _finish(params: GaussianParams, pts: np.ndarray, full_pts: np.ndarray, knn: 
                                  scale @ result.covariances @ scale, colors)
     info.seconds = time.perf_counter() - t0
     return (result, info) if return_info else result
+
+
+def fit_cfg_key(fit_cfg: Optional[Dict[str, Any]] = None) -> str:
+    """The cache's settings key of a fit with ``fit_cfg`` (keywords of
+    :func:`fit_gaussians`; ``TypeError`` naming unknown keys), without fitting."""
+    return fit_settings_key(fit_settings(**dict(fit_cfg or {})))
 
 
 def fit_settings(**fit_cfg) -> Dict[str, Any]:

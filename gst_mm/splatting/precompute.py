@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .cache import GaussianCache, remove_stale_temps
-from .fit import fit_gaussians, fit_settings, fit_settings_key
+from .fit import fit_cfg_key, fit_gaussians
 from .image_io import ImageReadError, bytes_sha1, file_sha1, read_image_file
 
 
@@ -147,7 +147,7 @@ def fit_missing(samples: Sequence[GaussianSample], cache: GaussianCache,
     if not (0 <= k < n):
         raise ValueError(f'invalid shard {shard}: need 0 <= k < n')
     fit_cfg = dict(fit_cfg or {})
-    fit_key = fit_settings_key(fit_settings(**fit_cfg))  # TypeError on a typo, before fitting
+    fit_key = fit_cfg_key(fit_cfg)  # TypeError on a typo, before fitting
     summary = PrecomputeSummary(fit_key=fit_key)
     todo: List[GaussianSample] = []
     mine = list(samples)[k::n]

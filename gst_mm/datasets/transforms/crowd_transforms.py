@@ -18,7 +18,7 @@ from mmcv.transforms.utils import cache_randomness
 
 from gst_mm.registry import TRANSFORMS
 from gst_mm.splatting import GaussianCache, Gaussians2D, default_cache_dir, file_sha1_memo
-from gst_mm.splatting.fit import fit_settings, fit_settings_key
+from gst_mm.splatting.fit import fit_cfg_key
 from gst_mm.structures import CountingDataSample
 
 from .geometry import (
@@ -80,7 +80,7 @@ class LoadCrowdGaussians(BaseTransform):
         self.data_root = data_root
         self.plan = plan
         self.sigma = float(sigma)
-        self.fit_key = None if fit_cfg is None else fit_settings_key(fit_settings(**fit_cfg))
+        self.fit_key = None if fit_cfg is None else fit_cfg_key(fit_cfg)
         self._caches: Dict[Tuple[str, Optional[str]], GaussianCache] = {}
 
     def cache_for(self, results: dict) -> GaussianCache:

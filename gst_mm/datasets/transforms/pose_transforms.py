@@ -148,8 +148,8 @@ class LoadPoseTransportKernel(BaseTransform):
         self.max_std = float(max_std)
         self.match_tol = float(match_tol)
         self.check_tol = float(check_tol)
-        from gst_mm.splatting.fit import fit_settings, fit_settings_key
-        self.fit_key = None if fit_cfg is None else fit_settings_key(fit_settings(**fit_cfg))
+        from gst_mm.splatting.fit import fit_cfg_key
+        self.fit_key = None if fit_cfg is None else fit_cfg_key(fit_cfg)
         self._cache = None
 
     # ------------------------------------------------------------------ helpers
