@@ -90,13 +90,24 @@ def _register_step_timer():
     return StepTimerHook
 
 
-def run_one(method: str, seed: int, iters: int, work_dir: str, test: bool = True) -> Dict:
+def run_one(method: str, seed: int, iters: int, work_dir: str, test: bool = True,
+            cfg_options: dict = None, config: str = None) -> Dict:
     """Train ``method`` for ``iters`` steps with ``seed``; test MAE / MSE (unless ``test``
-    is False) and step times."""
+    is False) and step times.
+
+    Args:
+        cfg_options: optional overrides merged into the loaded config
+            (``Config.merge_from_dict``) before the run's own settings below.
+        config: optional config path used instead of
+            ``configs/counting/{method}_vgg19_synthetic.py``.
+    """
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    cfg = Config.fromfile(osp.join('configs', 'counting', f'{method}_vgg19_synthetic.py'))
+    cfg = Config.fromfile(config or osp.join('configs', 'counting',
+                                             f'{method}_vgg19_synthetic.py'))
+    if cfg_options:
+        cfg.merge_from_dict(dict(cfg_options))
     cfg.work_dir = osp.join(work_dir, f'{method}_seed{seed}' + ('' if test else '_timing'))
     cfg.experiment_name = f'bench_{method}_seed{seed}'
     cfg.randomness = dict(seed=seed)
