@@ -7,7 +7,8 @@ Layout (torchvision's ``vgg19`` names, so ImageNet weights load unchanged)::
                                 max-pool (``features.36``): stride 16
     (bilinear up-sampling x2 to stride 8: output grid (H // 8, W // 8))
     reg_layer.0 / reg_layer.2   3x3 conv 512 -> 256, 3x3 conv 256 -> 128 (+ ReLU)
-    density_layer.0             1x1 conv 128 -> 1, then ``abs`` (non-negative density)
+    density_layer.0             1x1 conv 128 -> 1, then ``abs`` (BL / GST) or ``relu``
+                                (DM-Count): the non-negative density (``output_act``)
 
 ImageNet weights: ``init_cfg=dict(type='Pretrained', checkpoint='/path/vgg19-dcbb9e9d.pth')``
 (torchvision's file; its ``classifier.*`` entries are ignored). Nothing is
@@ -27,6 +28,26 @@ from gst_mm.registry import MODELS
 #: Convolutions per VGG-19 stage and the stage widths of the original network.
 VGG19_NUM_CONVS = (2, 2, 4, 4, 4)
 VGG19_WIDTHS = (64, 128, 256, 512, 512)
+#: Maps from the last convolution's output to a non-negative density.
+OUTPUT_ACTS = ('abs', 'relu')
+
+
+def check_output_act(name: str, owner: str) -> str:
+    """``name`` if it is one of :data:`OUTPUT_ACTS`, else a one-line ``ValueError``."""
+    if name not in OUTPUT_ACTS:
+        raise ValueError(f'{owner}: output_act must be one of {OUTPUT_ACTS}, got {name!r}')
+    return name
+
+
+def nonnegative(x: torch.Tensor, output_act: str) -> torch.Tensor:
+    """The density of a pre-activation map: ``|x|`` (``'abs'``) or ``max(x, 0)`` (``'relu'``).
+
+    ``abs`` is sign-agnostic, so a network may output either sign, and where the sign
+    of the pre-activation changes inside a region with mass the density drops to 0
+    along the zero crossing: a dark seam between two bright bands (the demo's top
+    edge, docs/counting.md). ``relu`` is monotone: no seam is possible.
+    """
+    return torch.abs(x) if output_act == 'abs' else F.relu(x)
 
 
 def make_vgg_features(widths: Sequence[int] = VGG19_WIDTHS,
@@ -69,7 +90,7 @@ def make_vgg_features(widths: Sequence[int] = VGG19_WIDTHS,
 
 @MODELS.register_module()
 class VGG19Regressor(BaseModule):
-    """VGG-19 density regressor at stride 8 with a non-negative (``abs``) output.
+    """VGG-19 density regressor at stride 8 with a non-negative (``abs`` / ``relu``) output.
 
     Args:
         widths: stage widths; default VGG-19's ``(64, 128, 256, 512, 512)``.
@@ -82,6 +103,9 @@ class VGG19Regressor(BaseModule):
         batch_norm: torchvision's ``vgg19_bn`` trunk (BatchNorm after every
             convolution; ImageNet file ``vgg19_bn-c79401a0.pth``). The paper uses
             plain VGG-19; BatchNorm makes short from-scratch CPU runs converge.
+        output_act: ``'abs'`` (the GST / BL code, default) or ``'relu'`` (DM-Count's;
+            monotone, so no zero-crossing seams: the synthetic configs use it, see
+            :func:`nonnegative`).
         init_cfg: MMEngine init config, e.g.
             ``dict(type='Pretrained', checkpoint='vgg19-dcbb9e9d.pth')``.
 
@@ -97,8 +121,10 @@ class VGG19Regressor(BaseModule):
                  num_convs: Sequence[int] = VGG19_NUM_CONVS,
                  head_widths: Optional[Sequence[int]] = None,
                  batch_norm: bool = False,
+                 output_act: str = 'abs',
                  init_cfg: Optional[Union[Dict, List[Dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        self.output_act = check_output_act(output_act, 'VGG19Regressor')
         if len(widths) != 5:
             raise ValueError(f'VGG19Regressor needs 5 stage widths (stride 16 trunk), '
                              f'got {tuple(widths)}')
@@ -127,7 +153,7 @@ class VGG19Regressor(BaseModule):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        # a small positive output keeps abs() away from its kink at the start
+        # a small positive output keeps abs() away from its kink (relu: alive) at the start
         nn.init.normal_(self.density_layer[0].weight, std=0.01)
         nn.init.constant_(self.density_layer[0].bias, 1e-3)
         if self.init_cfg is not None:
@@ -147,4 +173,4 @@ class VGG19Regressor(BaseModule):
         x = F.interpolate(x, size=(height // self.stride, width // self.stride),
                           mode='bilinear', align_corners=False)
         x = self.reg_layer(x)
-        return torch.abs(self.density_layer(x))
+        return nonnegative(self.density_layer(x), self.output_act)

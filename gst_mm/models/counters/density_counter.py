@@ -128,7 +128,8 @@ class DensityCounter(BaseModel):
 
         Returns:
             ``dict(loss=<scalar>, count_error=<mean |pred - target| count, detached>)``
-            (plus any named terms the loss module returns as a dict).
+            (plus any named terms the loss module returns as a dict, and the
+            backbone's ``auxiliary_losses()`` when it has that method).
         """
         density = self.backbone(inputs)
         points = [self._points_of(ds, inputs.device) for ds in data_samples]
@@ -141,6 +142,11 @@ class DensityCounter(BaseModel):
                                 stride=self.stride,
                                 image_shapes=None if any(s is None for s in shapes) else shapes)
         losses = dict(value) if isinstance(value, dict) else dict(loss=value)
+        # backbones with training-time regularisers (VGG19TransformerRegressor's
+        # attention variance) return them as named ``loss_*`` terms
+        auxiliary = getattr(self.backbone, 'auxiliary_losses', None)
+        if callable(auxiliary):
+            losses.update(auxiliary())
         with torch.no_grad():
             pred = density.flatten(1).sum(1)
             gt = torch.stack([t.sum() for t in targets]).to(pred)
