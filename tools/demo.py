@@ -79,6 +79,7 @@ def precompute(cfg, workers: int) -> Optional[str]:
 
     Returns the cache directory (``None`` when the config fits nothing)."""
     from gst_mm.engine import dataset_cache_dir, precompute_dataset
+    from gst_mm.engine.precompute import fit_plan, resolve_fit_cfg
     from gst_mm.registry import DATASETS
 
     hook = hook_settings(cfg)
@@ -86,8 +87,10 @@ def precompute(cfg, workers: int) -> Optional[str]:
         print('config has no GSTPrecomputeHook: nothing to fit')
         return None
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
-    cache_dir = dataset_cache_dir(dataset, hook.get('cache_dir'), hook.get('data_root'))
-    summary = precompute_dataset(dataset, cache_dir, fit_cfg=hook.get('fit_cfg'),
+    fit_cfg = resolve_fit_cfg(dataset, hook.get('fit_cfg'))
+    cache_dir = dataset_cache_dir(dataset, hook.get('cache_dir'), hook.get('data_root'),
+                                  fit_plan(fit_cfg))
+    summary = precompute_dataset(dataset, cache_dir, fit_cfg=fit_cfg,
                                  data_root=hook.get('data_root'), workers=workers, progress=True)
     print(f'Gaussian cache {osp.abspath(cache_dir)}: {summary}')
     return cache_dir

@@ -112,6 +112,7 @@ def plain_path_samples(img_dir: str, ann_dir: str) -> List[GaussianSample]:
 
 def run_config(args) -> int:
     from gst_mm.engine import check_dataset, dataset_cache_dir, precompute_dataset
+    from gst_mm.engine.precompute import fit_plan, resolve_fit_cfg
     from gst_mm.registry import DATASETS
     from gst_mm.utils import register_all_modules
     from gst_mm.utils.config import load_run_config
@@ -123,9 +124,9 @@ def run_config(args) -> int:
     # default: each data set's <data_root>/gst_cache (where the hook and the transform look)
     cache_dir = args.cache_dir or hook.get('cache_dir') or cfg.get('gaussian_cache_dir')
     data_root = hook.get('data_root')
-    fit_cfg = dict(hook.get('fit_cfg') or {})
+    hook_fit_cfg = dict(hook.get('fit_cfg') or {})
     if args.iterations is not None:
-        fit_cfg['iterations'] = args.iterations
+        hook_fit_cfg['iterations'] = args.iterations
     workers = args.workers or hook.get('workers', 1)
     splits = args.splits or list(hook.get('splits', ('train', )))
     bad = 0
@@ -135,7 +136,8 @@ def run_config(args) -> int:
             print(f'[precompute] {args.config} has no {split}_dataloader; skipped')
             continue
         dataset = DATASETS.build(loader_cfg['dataset'])
-        where = dataset_cache_dir(dataset, cache_dir, data_root)
+        fit_cfg = resolve_fit_cfg(dataset, hook_fit_cfg)
+        where = dataset_cache_dir(dataset, cache_dir, data_root, fit_plan(fit_cfg))
         if args.check:
             report = check_dataset(dataset, cache_dir, fit_cfg=fit_cfg, data_root=data_root)
             print(f'[precompute --check] {split}: {report}')

@@ -83,16 +83,54 @@ class CacheGroup:
         return GaussianCache(self.cache_dir, data_root=self.data_root)
 
 
-def _leaf_cache(leaf, cache_dir: Optional[str], data_root: Optional[str]
+def _leaf_cache(leaf, cache_dir: Optional[str], data_root: Optional[str], plan: str = 'hard'
                 ) -> Tuple[Optional[str], str]:
     """``(key root, cache dir)`` of one leaf data set: ``data_root`` else the leaf's
-    own, and ``cache_dir`` else ``<root>/gst_cache``."""
+    own, and ``cache_dir`` else ``<root>/gst_cache`` (``gst_cache_soft`` for the soft
+    plan)."""
     root = data_root or getattr(leaf, 'data_root', None) or None
-    return root, cache_dir or default_cache_dir(root)
+    return root, cache_dir or default_cache_dir(root, plan)
+
+
+def fit_plan(fit_cfg: Optional[Dict]) -> str:
+    """The plan (``'hard'`` | ``'soft'``) a ``fit_cfg`` fits."""
+    return str((fit_cfg or {}).get('plan', 'hard'))
+
+
+def pipeline_plan(dataset) -> Optional[str]:
+    """``'soft'`` when a transform of a leaf's pipeline reads the soft plan
+    (``LoadCrowdGaussians(plan='soft')``, ``LoadPoseTransportKernel(plan='soft')``),
+    ``'hard'`` when one reads fitted hard Gaussians, else ``None``."""
+    plans = set()
+    for leaf in _unwrap(dataset):
+        for t in getattr(getattr(leaf, 'pipeline', None), 'transforms', []) or []:
+            plan = getattr(t, 'plan', None)
+            if plan == 'soft':
+                plans.add('soft')
+            elif plan in ('gst', 'hard'):
+                plans.add('hard')
+    if len(plans) > 1:
+        raise ValueError('the data set\'s pipelines read both the soft and the hard plan; '
+                         'use one plan per run')
+    return plans.pop() if plans else None
+
+
+def resolve_fit_cfg(dataset, fit_cfg: Optional[Dict]) -> Dict:
+    """``fit_cfg`` with the plan the data set's pipeline reads (the one switch of a
+    config: ``plan='soft'`` on the loading transform); a ``fit_cfg`` that names the
+    other plan is a one-line ``ValueError``."""
+    cfg = dict(fit_cfg or {})
+    wanted = pipeline_plan(dataset)
+    if wanted is not None and 'plan' in cfg and cfg['plan'] != wanted:
+        raise ValueError(f"fit_cfg plan {cfg['plan']!r} but the pipeline reads the "
+                         f'{wanted!r} plan; set one of them')
+    if wanted == 'soft':
+        cfg['plan'] = 'soft'
+    return cfg
 
 
 def cache_groups(dataset, cache_dir: Optional[str] = None,
-                 data_root: Optional[str] = None) -> List[CacheGroup]:
+                 data_root: Optional[str] = None, plan: str = 'hard') -> List[CacheGroup]:
     """Group a data set's raw annotations by image into fit samples, per cache.
 
     Every leaf of the data set's wrappers (Concat / Repeat / ClassBalanced, nested)
@@ -106,6 +144,8 @@ def cache_groups(dataset, cache_dir: Optional[str] = None,
         dataset: a built data set (crowd, MMPose or a wrapper of them).
         cache_dir: one cache for every image (a data set with one data root).
         data_root: key root for every image (default: each leaf's own).
+        plan: ``'hard'`` | ``'soft'``: which default cache folder (``gst_cache`` |
+            ``gst_cache_soft``).
 
     Raises:
         ValueError: ``cache_dir`` given for leaves with different data roots, or
@@ -117,7 +157,7 @@ def cache_groups(dataset, cache_dir: Optional[str] = None,
     for leaf in _unwrap(dataset):
         if hasattr(leaf, 'full_init'):
             leaf.full_init()
-        group_key = _leaf_cache(leaf, cache_dir, data_root)
+        group_key = _leaf_cache(leaf, cache_dir, data_root, plan)
         root = group_key[0]
         group = groups.setdefault(group_key, CacheGroup(root, group_key[1]))
         # data_list is emptied when a data set serialises it: read through get_data_info
@@ -160,13 +200,13 @@ def dataset_data_root(dataset) -> Optional[str]:
 
 
 def dataset_cache_dir(dataset, cache_dir: Optional[str] = None,
-                      data_root: Optional[str] = None) -> str:
+                      data_root: Optional[str] = None, plan: str = 'hard') -> str:
     """The Gaussian cache(s) of ``dataset`` as one string (``', '``-joined when its
     parts have several data roots): ``cache_dir`` when given, else each
     ``<data_root>/gst_cache`` (the folders ``LoadCrowdGaussians`` reads by default)."""
     if cache_dir:
         return cache_dir
-    dirs = [_leaf_cache(leaf, None, data_root)[1] for leaf in _unwrap(dataset)]
+    dirs = [_leaf_cache(leaf, None, data_root, plan)[1] for leaf in _unwrap(dataset)]
     return ', '.join(dict.fromkeys(dirs))
 
 
@@ -213,7 +253,7 @@ def precompute_dataset(dataset,
     """
     fit_cfg = dict(fit_cfg or {})
     summary = PrecomputeSummary()
-    groups = cache_groups(dataset, cache_dir, data_root)
+    groups = cache_groups(dataset, cache_dir, data_root, fit_plan(fit_cfg))
     for group in groups:  # every configuration error before any fitting
         if group.data_root:
             check_under_root(group.samples, group.data_root, dataset_data_root(dataset))
@@ -269,7 +309,7 @@ def check_dataset(dataset, cache_dir: Optional[str] = None, fit_cfg: Optional[Di
     from gst_mm.splatting.precompute import sample_status
     fit_key = fit_cfg_key(fit_cfg)
     report = CacheReport()
-    for group in cache_groups(dataset, cache_dir, data_root):
+    for group in cache_groups(dataset, cache_dir, data_root, fit_plan(fit_cfg)):
         cache = group.cache()
         report.cache_dirs.append(cache.root)
         for sample in group.samples:

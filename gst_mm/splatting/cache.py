@@ -1,10 +1,17 @@
 """One HDF5 file of fitted Gaussians per image, written atomically.
 
-Layout of a cache file (``FORMAT_VERSION`` 2):
+Layout of a cache file (``FORMAT_VERSION`` 3; version 2 files, which never hold a
+soft plan, are read as they are):
 
 * datasets ``means (N, 2)`` px (x, y), ``covariances (N, 2, 2)`` px^2, ``colors (N, 3)``
   float32 and ``point_index (N,)`` int64 (index of each Gaussian's annotation point;
   ``arange(N)`` unless points outside the image were dropped);
+* for a soft plan (``fit_cfg=dict(plan='soft')``, docs/soft_kernel.md) also
+  ``soft_means (M, 2)``, ``soft_covariances (M, 2, 2)``, ``soft_colors (M, 3)`` (the
+  free components) and the sparse mixture weights ``soft_comp``, ``soft_pen`` (int64)
+  and ``soft_weight`` (float32), all ``(E,)``; the datasets above are then the pinned
+  fit's Gaussians (the anchors). Loading such an entry gives a
+  :class:`.soft_gaussians.SoftGaussians`;
 * attributes ``format_version``, ``image_size`` ``(H, W)`` of the decoded image,
   ``num_points`` (annotation points the fit was given), ``points_sha1`` (sha1 of the
   points as C-contiguous float32), ``image_sha1`` (sha1 of the image file's bytes),
@@ -30,14 +37,19 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .gaussians import Gaussians2D
+from .soft_gaussians import SoftGaussians
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+#: older versions read unchanged (their layout is a subset of this one)
+READABLE_VERSIONS = (2, 3)
 _DATASETS = ('means', 'covariances', 'colors', 'point_index')
+_SOFT_DATASETS = ('soft_means', 'soft_covariances', 'soft_colors', 'soft_comp', 'soft_pen',
+                  'soft_weight')
 
 
 class GaussianCacheError(RuntimeError):
@@ -77,13 +89,17 @@ def relative_key(img_path: str, data_root: str) -> Optional[str]:
 CACHE_DIRNAME = 'gst_cache'
 
 
-def default_cache_dir(data_root: str) -> str:
+def default_cache_dir(data_root: str, plan: str = 'hard') -> str:
     """The default Gaussian cache of the data set at ``data_root``: ``<data_root>/gst_cache``
-    (the cache lives with its data set; configs need not name it)."""
+    (the cache lives with its data set; configs need not name it), and
+    ``<data_root>/gst_cache_soft`` for the soft plan (docs/soft_kernel.md), so that the
+    two plans' configs never refit each other's entries."""
     if not data_root:
         raise ValueError('no data_root to place the default Gaussian cache in: '
                          'name a cache_dir')
-    return osp.join(str(data_root), CACHE_DIRNAME)
+    if plan not in ('hard', 'soft'):
+        raise ValueError(f"unknown plan {plan!r}; expected 'hard' or 'soft'")
+    return osp.join(str(data_root), CACHE_DIRNAME + ('_soft' if plan == 'soft' else ''))
 
 
 #: what a user runs to repair missing / stale entries (named in loader errors)
@@ -226,7 +242,8 @@ class GaussianCache:
         return osp.join(self.root, self.key(img_path) + '.h5')
 
     # ------------------------------------------------------------------ write
-    def save(self, img_path: str, gaussians: Gaussians2D, points: np.ndarray,
+    def save(self, img_path: str, gaussians: Union[Gaussians2D, SoftGaussians],
+             points: np.ndarray,
              image_size: Tuple[int, int], fit_settings: Optional[Dict[str, Any]] = None,
              point_index: Optional[Sequence[int]] = None, *, image_sha1: str = '',
              fit_key: str = '') -> str:
@@ -235,7 +252,8 @@ class GaussianCache:
         :func:`remove_stale_temps` deletes later). Returns the path.
 
         Args:
-            img_path: the image. gaussians: its fitted Gaussians.
+            img_path: the image. gaussians: its fitted Gaussians (a
+                :class:`.soft_gaussians.SoftGaussians` for the soft plan).
             points: ``(N, 2)`` annotation points px the fit was given (hashed).
             image_size: ``(H, W)`` of the decoded image.
             fit_settings: json-serialisable settings (informative).
@@ -244,6 +262,9 @@ class GaussianCache:
             fit_key: key of the fit settings (:func:`gst_mm.splatting.fit.fit_settings_key`).
         """
         import h5py
+        soft = gaussians.numpy() if isinstance(gaussians, SoftGaussians) else {}
+        if soft:
+            gaussians = gaussians.anchors
         arrays = gaussians.numpy()
         n = len(gaussians)
         if point_index is None:
@@ -261,6 +282,8 @@ class GaussianCache:
                 for name in ('means', 'covariances', 'colors'):
                     f.create_dataset(name, data=arrays[name])
                 f.create_dataset('point_index', data=point_index)
+                for name, data in soft.items():
+                    f.create_dataset(name, data=data)
                 f.attrs['format_version'] = FORMAT_VERSION
                 f.attrs['image_size'] = np.asarray(image_size, np.int64)
                 f.attrs['num_points'] = int(len(pts))
@@ -288,11 +311,13 @@ class GaussianCache:
             with h5py.File(path, 'r') as f:
                 attrs = dict(f.attrs)
                 version = int(attrs['format_version'])
-                if version != FORMAT_VERSION:
+                if version not in READABLE_VERSIONS:
                     raise GaussianCacheError(
                         f'{img_path}: stale Gaussian cache {path} (format version {version}, '
                         f'expected {FORMAT_VERSION}); {REPAIR_HINT}', kind='format')
                 rec = {name: np.asarray(f[name]) for name in _DATASETS}
+                rec['soft'] = ({name: np.asarray(f[name]) for name in _SOFT_DATASETS}
+                               if 'soft_means' in f else None)
             rec['format_version'] = version
             rec['image_size'] = tuple(int(v) for v in np.asarray(attrs['image_size']).reshape(2))
             rec['num_points'] = int(attrs['num_points'])
@@ -309,6 +334,16 @@ class GaussianCache:
         shapes_ok = (rec['means'].shape == (n, 2) and rec['covariances'].shape == (n, 2, 2)
                      and rec['colors'].shape == (n, 3) and rec['point_index'].shape == (n,)
                      and n <= rec['num_points'])
+        sf = rec['soft']
+        if shapes_ok and sf is not None:
+            m, e = sf['soft_means'].shape[0], sf['soft_comp'].shape[0]
+            shapes_ok = (sf['soft_means'].shape == (m, 2)
+                         and sf['soft_covariances'].shape == (m, 2, 2)
+                         and sf['soft_colors'].shape == (m, 3)
+                         and sf['soft_pen'].shape == (e,) and sf['soft_weight'].shape == (e,)
+                         and (e == 0 or (0 <= sf['soft_comp'].min() and sf['soft_comp'].max() < m
+                                         and 0 <= sf['soft_pen'].min()
+                                         and sf['soft_pen'].max() < n)))
         if not shapes_ok:
             raise GaussianCacheError(f'{img_path}: corrupt Gaussian cache {path} '
                                      '(inconsistent array shapes)')
@@ -375,6 +410,11 @@ class GaussianCache:
             raise GaussianCacheError(f"{img_path}: stale Gaussian cache {rec['path']} "
                                      f'({found[1]}); {REPAIR_HINT}')
         g = Gaussians2D(rec['means'], rec['covariances'], rec['colors'])
+        sf = rec['soft']
+        if sf is not None:
+            g = SoftGaussians(Gaussians2D(sf['soft_means'], sf['soft_covariances'],
+                                          sf['soft_colors']), g, sf['soft_comp'],
+                              sf['soft_pen'], sf['soft_weight'])
         return (g, rec['point_index']) if return_index else g
 
     def info(self, img_path: str) -> Dict[str, Any]:

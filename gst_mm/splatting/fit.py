@@ -66,6 +66,7 @@ class FitInfo:
         init_std: ``(N,)`` initial stds px of the input image.
         num_distorted, num_nonfinite: Gaussians fixed by post-processing.
         num_bounded: Gaussians that ended on a growth bound.
+        soft_stats: the soft plan's counts (components, densified, refine steps, ...).
     """
     iterations: int = 0
     seconds: float = 0.0
@@ -77,6 +78,7 @@ class FitInfo:
     num_distorted: int = 0
     num_nonfinite: int = 0
     num_bounded: int = 0
+    soft_stats: Dict[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------- inputs
@@ -204,7 +206,8 @@ def fit_gaussians(image: np.ndarray, points: np.ndarray, *, iterations: Optional
                   patience: int = 10,
                   window_margin: float = 1.15, downsample=None, coarse: Optional[int] = None,
                   min_std_px: float = 4.0, max_growth: Optional[float] = None,
-                  seed: int = 0, drop_outside: bool = False,
+                  seed: int = 0, drop_outside: bool = False, plan: str = 'hard',
+                  soft: Optional[Dict[str, Any]] = None,
                   device: Optional[str] = None, name: str = 'image',
                   return_info: bool = False):
     """Fit one Gaussian per point, mean pinned at the point.
@@ -253,13 +256,23 @@ def fit_gaussians(image: np.ndarray, points: np.ndarray, *, iterations: Optional
         drop_outside: drop points outside the image with a warning instead of raising.
         device: torch device (default: CUDA when present, else CPU).
         name: names the image in error messages.
+        plan: ``'hard'`` (the paper: one pinned Gaussian per point) or ``'soft'``
+            (the pinned fit, then free Gaussians reduced onto the points,
+            :mod:`.free_fit`, docs/soft_kernel.md).
+        soft: settings of the soft plan (:data:`.free_fit.SOFT_DEFAULTS`); only with
+            ``plan='soft'``.
         return_info: also return a :class:`FitInfo`.
 
     Returns:
         :class:`Gaussians2D` on CPU (float32) for the kept points, in input order
-        (and the :class:`FitInfo`).
+        (a :class:`.soft_gaussians.SoftGaussians` for ``plan='soft'``), and the
+        :class:`FitInfo` with ``return_info``.
     """
     t0 = time.perf_counter()
+    if plan not in ('hard', 'soft'):
+        raise ValueError(f"unknown plan {plan!r}; expected 'hard' or 'soft'")
+    if soft is not None and plan != 'soft':
+        raise ValueError("soft= settings need plan='soft'")
     cfg, settings = resolve_settings(
         mode, iterations=iterations, init=init, background=background,
         scale_param=scale_param, early_stop=early_stop, downsample=downsample, coarse=coarse,
@@ -271,11 +284,18 @@ def fit_gaussians(image: np.ndarray, points: np.ndarray, *, iterations: Optional
     img8 = to_rgb_uint8(image, name)
     H, W = img8.shape[:2]
     pts, kept = check_points(points, H, W, name=name, drop_outside=drop_outside)
+    if plan == 'soft':
+        from .free_fit import resolve_soft
+        settings.update(plan='soft', soft=resolve_soft(soft))
     info = FitInfo(kept=kept, settings=settings, fit_key=fit_settings_key(settings))
     n = len(pts)
     if n == 0:
         info.seconds = time.perf_counter() - t0
-        return (Gaussians2D.empty(), info) if return_info else Gaussians2D.empty()
+        empty = Gaussians2D.empty()
+        if plan == 'soft':
+            from .soft_gaussians import SoftGaussians
+            empty = SoftGaussians.hard(empty)
+        return (empty, info) if return_info else empty
 
     dev = torch.device(device if device is not None else default_device())
     gen = torch.Generator().manual_seed(int(seed))
@@ -360,8 +380,18 @@ def fit_gaussians(image: np.ndarray, points: np.ndarray, *, iterations: Optional
               and converged(info.losses, patience, tol)):
             break
     if level.px_scale != 1.0:  # stopped on the coarse level (tiny iteration budget)
+        import cv2
         params.rescale(level.px_scale)
-    return _finish(params, pts, full_pts, knn, delta, factor, (sx, sy), info, t0, return_info)
+        bg_np = cv2.resize(bg_np, (W, H), interpolation=cv2.INTER_LINEAR)
+    hard = _finish(params, pts, full_pts, knn, delta, factor, (sx, sy), info, t0, True)[0]
+    if plan == 'soft':
+        from .free_fit import PinnedFit, fit_soft
+        pinned = PinnedFit(hard, params, pts, target_np, bg_np, fg_count, knn, init_std,
+                           (sx, sy), dev, backend, compositing, window_margin)
+        result = fit_soft(pinned, settings['soft'], delta, beta, lr, info)
+        info.seconds = time.perf_counter() - t0
+        return (result, info) if return_info else result
+    return (hard, info) if return_info else hard
 
 
 def _finish(params: GaussianParams, pts: np.ndarray, full_pts: np.ndarray, knn: np.ndarray,
@@ -406,6 +436,15 @@ def fit_settings(**fit_cfg) -> Dict[str, Any]:
                         f'{sorted(k for k in params if k not in NOT_SETTINGS)}')
     args = {k: p.default for k, p in params.items() if k not in NOT_SETTINGS}
     args.update({k: v for k, v in fit_cfg.items() if k not in NOT_SETTINGS})
-    return resolve_settings(args.pop('mode'), **args)[1]
+    plan, soft = args.pop('plan'), args.pop('soft')
+    if plan not in ('hard', 'soft'):
+        raise ValueError(f"unknown plan {plan!r}; expected 'hard' or 'soft'")
+    if soft is not None and plan != 'soft':
+        raise ValueError("soft= settings need plan='soft'")
+    settings = resolve_settings(args.pop('mode'), **args)[1]
+    if plan == 'soft':  # the hard plan's key is unchanged by the soft plan's existence
+        from .free_fit import resolve_soft
+        settings.update(plan='soft', soft=resolve_soft(soft))
+    return settings
 
 

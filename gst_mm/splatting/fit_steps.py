@@ -136,10 +136,13 @@ class GaussianParams:
 
 class Splatter:
     """Renders Gaussians on a level, reusing the torch renderer's pixel windows until
-    a Gaussian outgrows them (``margin`` slack)."""
+    a Gaussian outgrows them (``margin`` slack) or, with ``moving_means`` (the free
+    fit), moves out of them."""
 
-    def __init__(self, backend: str, compositing: str, margin: float = 1.15) -> None:
+    def __init__(self, backend: str, compositing: str, margin: float = 1.15,
+                 moving_means: bool = False) -> None:
         self.backend, self.compositing, self.margin = backend, compositing, margin
+        self.moving_means = moving_means
         self.extent = cutoff_radius(1.0)
         self.pairs: Optional[PixelPairs] = None
 
@@ -150,8 +153,9 @@ class Splatter:
     def __call__(self, g: Gaussians2D, level: Level,
                  background: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(rgb (H, W, 3), accumulated alpha (H, W))`` of ``g`` over ``background``."""
-        if self.backend == 'torch' and (self.pairs is None
-                                        or not self.pairs.covers(g.covariances, self.extent)):
+        means = g.means if self.moving_means else None
+        if self.backend == 'torch' and (self.pairs is None or not self.pairs.covers(
+                g.covariances, self.extent, means)):
             self.pairs = build_pairs(g.means, g.covariances, level.height, level.width,
                                      extent=self.extent, margin=self.margin,
                                      pixel_major=self.compositing == 'alpha')

@@ -8,6 +8,8 @@ are Euclidean, px.
 """
 from __future__ import annotations
 
+from typing import Tuple
+
 import numpy as np
 
 
@@ -54,3 +56,26 @@ def knn_distance(points: np.ndarray, k: int = 3, single: float = 8.0,
     if n == 1:
         return np.full(1, single)
     return np.maximum(knn_distances(points, k).mean(1), floor)
+
+
+def knn_query(points: np.ndarray, queries: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest ``points`` of every query (a KD-tree over ``points``).
+
+    Args:
+        points: ``(N, 2)`` px. queries: ``(M, 2)`` px. k: neighbours wanted (``>= 1``;
+            at most ``N`` are returned).
+
+    Returns:
+        ``(distances float64 (M, min(k, N)), indices int64 (M, min(k, N)))``, nearest
+        first (``(M, 0)`` arrays when ``N == 0``).
+    """
+    if k < 1:
+        raise ValueError(f'k must be >= 1, got {k}')
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    q = np.asarray(queries, dtype=np.float64).reshape(-1, 2)
+    kk = min(k, len(p))
+    if kk == 0 or len(q) == 0:
+        return np.zeros((len(q), kk)), np.zeros((len(q), kk), np.int64)
+    from scipy.spatial import cKDTree
+    d, i = cKDTree(p).query(q, k=kk)
+    return np.asarray(d).reshape(len(q), kk), np.asarray(i, np.int64).reshape(len(q), kk)

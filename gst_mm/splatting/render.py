@@ -149,13 +149,16 @@ class PixelPairs:
         height, width: image size in pixels.
         spans: ``(S, 4)`` int32 rows ``(gaussian, row, first column, count)``
             (derived from ``pix``/``gid`` on first use when not given).
+        anchor_means: ``(N, 2)`` means the windows are centred on (set by
+            :func:`build_pairs`; needed by :meth:`covers` with ``means``).
     """
 
     def __init__(self, pix: Optional[torch.Tensor], gid: Optional[torch.Tensor],
                  px: Optional[torch.Tensor], py: Optional[torch.Tensor],
                  seg_start: Optional[torch.Tensor], window_cov: torch.Tensor, extent: float,
                  height: int, width: int, *, spans: Optional[torch.Tensor] = None,
-                 dtype: Optional[torch.dtype] = None):
+                 dtype: Optional[torch.dtype] = None,
+                 anchor_means: Optional[torch.Tensor] = None):
         if pix is None and spans is None:
             raise ValueError('PixelPairs needs pix/gid or spans')
         self._pix, self._gid, self._px, self._py = pix, gid, px, py
@@ -164,6 +167,7 @@ class PixelPairs:
         self.extent = extent
         self.height, self.width = height, width
         self._spans = spans
+        self.anchor_means = anchor_means
         self._dtype = dtype if dtype is not None else (
             px.dtype if px is not None else window_cov.dtype)
 
@@ -221,10 +225,16 @@ class PixelPairs:
         return (f'PixelPairs({len(self)} pairs, {self.height}x{self.width}, '
                 f'extent={self.extent:.3f})')
 
-    def covers(self, covariances: torch.Tensor, extent: float) -> bool:
+    def covers(self, covariances: torch.Tensor, extent: float,
+               means: Optional[torch.Tensor] = None) -> bool:
         """True if every Gaussian's cut-off ellipse (``extent``) still lies inside its
         window, i.e. ``extent^2 Sigma <= self.extent^2 window_cov`` (Loewner order:
-        largest eigenvalue of ``window^-1 Sigma`` at most the squared ratio)."""
+        largest eigenvalue of ``window^-1 Sigma`` at most the squared ratio).
+
+        With ``means`` (Gaussians whose means move, :mod:`.free_fit`), the ellipse
+        centred at the moved mean must lie in the window centred at
+        ``anchor_means``: ``|W^-1/2 (mu - mu_0)| + extent sqrt(lambda_max) <=
+        self.extent`` (a sufficient condition)."""
         w = self.window_cov.double()
         c = covariances.detach().double()
         det_w = w[:, 0, 0] * w[:, 1, 1] - w[:, 0, 1] * w[:, 1, 0]
@@ -235,7 +245,15 @@ class PixelPairs:
         m10 = (w[:, 0, 0] * c[:, 1, 0] - w[:, 1, 0] * c[:, 0, 0]) / det_w
         tr, det = m00 + m11, m00 * m11 - m01 * m10
         lam = tr / 2 + torch.sqrt((tr * tr / 4 - det).clamp_min(0))
-        ok = torch.nan_to_num(lam, nan=math.inf) <= (self.extent / extent) ** 2
+        lam = torch.nan_to_num(lam, nan=math.inf)
+        if means is None:
+            return bool((lam <= (self.extent / extent) ** 2).all())
+        if self.anchor_means is None:
+            return False
+        d = means.detach().double() - self.anchor_means.double()
+        shift = torch.sqrt((w[:, 1, 1] * d[:, 0] ** 2 - 2 * w[:, 0, 1] * d[:, 0] * d[:, 1]
+                            + w[:, 0, 0] * d[:, 1] ** 2) / det_w)
+        ok = torch.nan_to_num(shift, nan=math.inf) + extent * lam.sqrt() <= self.extent
         return bool(ok.all())
 
 
@@ -316,7 +334,8 @@ def build_pairs(means: torch.Tensor, covariances: torch.Tensor, height: int, wid
     keep = ncols > 0
     spans = torch.stack([rg[keep], row[keep], c0[keep], ncols[keep]], 1).to(torch.int32)
     pairs = PixelPairs(None, None, None, None, None, window_cov=cov_w, extent=extent,
-                       height=height, width=width, spans=spans, dtype=means.dtype)
+                       height=height, width=width, spans=spans, dtype=means.dtype,
+                       anchor_means=means.detach().clone())
     if pixel_major:
         pix, gid = pairs.pix, pairs.gid
         if pix.numel():
@@ -331,7 +350,7 @@ def build_pairs(means: torch.Tensor, covariances: torch.Tensor, height: int, wid
         row, col = pix // width, pix % width
         pairs = PixelPairs(pix, gid, col.to(means.dtype) + 0.5, row.to(means.dtype) + 0.5,
                            seg_start, window_cov=cov_w, extent=extent, height=height,
-                           width=width, spans=spans)
+                           width=width, spans=spans, anchor_means=pairs.anchor_means)
     return pairs
 
 

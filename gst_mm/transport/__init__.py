@@ -43,10 +43,12 @@ from .ot import (
     uot_primal_value,
     uot_semi_dual,
 )
+from .soft_kernel import build_soft_kernel, soft_point_kernels
 
 __all__ = [
     'DEFAULT_EPS', 'TransportKernel', 'build_kernel', 'cell_centres', 'clamp_covariances',
-    'heuristic_kernel', 'point_kernels', 'window_radius', 'BATCH_REDUCTIONS', 'batch_mean',
+    'heuristic_kernel', 'point_kernels', 'window_radius', 'build_soft_kernel',
+    'soft_point_kernels', 'BATCH_REDUCTIONS', 'batch_mean',
     'batch_reduce', 'batch_dm_count_loss', 'check_reduction', 'dm_count_terms',
     'batch_transport_loss', 'bayesian_loss', 'dm_count_loss', 'pseudo_density',
     'pseudo_density_l2_loss', 'transport_loss', 'uot_loss', 'bayesian_posteriors',

@@ -451,22 +451,55 @@ def build_kernel(means: ArrayLike, covariances: ArrayLike, grid_shape: Tuple[int
     radius = window_radius(logdet, cutoff, bg_ratio, eps)
     cell, pt, d2 = _window_pairs(m, cov, conic, grid_shape, stride, radius)
 
-    # nearest Gaussian G* (smallest Mahalanobis distance) per covered cell
-    inf = torch.full((n_cells,), float('inf'), device=dev, dtype=d2.dtype)
+    pair_logdet = logdet.index_select(0, pt)
+    d2_min, ld_star, covered = nearest_gaussian(cell, d2, pair_logdet, n_cells)
+    # log-likelihoods (method.md 4)
+    l_fg = -0.5 * d2 - 0.5 * pair_logdet
+    l_bg = background_loglik(d2_min, ld_star, covered, cutoff, bg_ratio)
+    return rows_softmax(cell, pt, l_fg, l_bg, covered, n_points, grid_shape, stride, eps)
+
+
+def nearest_gaussian(cell: Tensor, d2: Tensor, pair_logdet: Tensor, n_cells: int
+                     ) -> Tuple[Tensor, Tensor, Tensor]:
+    """The nearest Gaussian ``G*`` (smallest Mahalanobis distance) of every cell among
+    the ``(cell, Gaussian)`` pairs given by ``cell``, ``d2`` (squared Mahalanobis
+    distance) and ``pair_logdet`` (the pair's Gaussian's log det), all ``(E,)``.
+
+    Returns ``(d2_min, ld_star, covered)``, each ``(n_cells,)``: ``inf`` / 0 / False
+    for cells without pairs. Ties (equal ``d2`` at one cell) are broken arbitrarily.
+    """
+    inf = torch.full((n_cells,), float('inf'), device=d2.device, dtype=d2.dtype)
     d2_min = inf.scatter_reduce(0, cell, d2, reduce='amin', include_self=True)
     covered = torch.isfinite(d2_min)
     is_min = torch.nonzero(d2 == d2_min.index_select(0, cell)).squeeze(1)
-    ld_star = torch.zeros(n_cells, device=dev, dtype=d2.dtype)
-    # ties (equal d_M^2 at one cell) are broken arbitrarily
-    ld_star[cell.index_select(0, is_min)] = logdet.index_select(0, pt.index_select(0, is_min))
+    ld_star = torch.zeros(n_cells, device=d2.device, dtype=d2.dtype)
+    ld_star[cell.index_select(0, is_min)] = pair_logdet.index_select(0, is_min)
+    return d2_min, ld_star, covered
 
-    # log-likelihoods (method.md 4)
-    l_fg = -0.5 * d2 - 0.5 * logdet.index_select(0, pt)
-    l_bg = torch.where(covered,
+
+def background_loglik(d2_min: Tensor, ld_star: Tensor, covered: Tensor, cutoff: float,
+                      bg_ratio: float) -> Tensor:
+    """``(h*w,)`` background log-likelihood ``l_0`` of method.md 4 per cell from the
+    nearest Gaussian's squared Mahalanobis distance ``d2_min`` and log det ``ld_star``
+    (0 where no Gaussian is ``covered``: those rows are pure background)."""
+    return torch.where(covered,
                        -0.5 * (cutoff ** 2 - d2_min) - ld_star + math.log(bg_ratio),
                        torch.zeros_like(d2_min))
 
-    # per-cell softmax over {stored foreground entries, background}
+
+def rows_softmax(cell: Tensor, col: Tensor, l_fg: Tensor, l_bg: Tensor, covered: Tensor,
+                 n_points: int, grid_shape: Tuple[int, int], stride: float,
+                 eps: float) -> TransportKernel:
+    """The kernel whose row ``i`` is ``softmax({l_fg of the entries of cell i}, l_bg[i])``
+    with entries below ``eps`` pruned into the background column.
+
+    Args:
+        cell, col: ``(E,)`` int64 cell and annotation index of each stored entry (each
+            (cell, col) pair at most once).
+        l_fg: ``(E,)`` foreground log-likelihoods. l_bg: ``(h*w,)``.
+        covered: ``(h*w,)`` bool, cells with at least one entry considered (others
+            are pure background).
+    """
     l_max = l_bg.clone()
     l_max = l_max.scatter_reduce(0, cell, l_fg, reduce='amax', include_self=True)
     e_fg = torch.exp(l_fg - l_max.index_select(0, cell))
@@ -478,8 +511,8 @@ def build_kernel(means: ArrayLike, covariances: ArrayLike, grid_shape: Tuple[int
     small = k_fg < eps
     k_bg = k_bg.index_add(0, cell, torch.where(small, k_fg, torch.zeros_like(k_fg)))
     keep = torch.nonzero(~small).squeeze(1)
-    cell, pt, k_fg = (t.index_select(0, keep) for t in (cell, pt, k_fg))
-    return TransportKernel.from_coo(cell, pt, k_fg, k_bg.float(), n_points, grid_shape,
+    cell, col, k_fg = (t.index_select(0, keep) for t in (cell, col, k_fg))
+    return TransportKernel.from_coo(cell, col, k_fg, k_bg.float(), n_points, grid_shape,
                                     stride, eps)
 
 

@@ -244,3 +244,48 @@ def test_cache_in_another_pixel_convention_is_rejected(mpii, synthetic_cache, tm
     ds = _dataset(mpii, _pipeline(str(tmp_path), data_root, flip_prob=0.0, rotate=False))
     with pytest.raises(GaussianCacheError, match='stale'):
         ds.pipeline(copy.deepcopy(info))
+
+
+def test_soft_plan_kernels_follow_the_same_geometry(mpii, synthetic_cache, tmp_path):
+    """A soft entry where each joint owns exactly its pinned Gaussian gives the hard
+    kernels (all components moved by the same flip / bbox transform / affine); a
+    second component 12 px below each joint changes every supervised kernel."""
+    from gst_mm.splatting import GaussianCache, Gaussians2D, file_sha1
+    from gst_mm.splatting.soft_gaussians import SoftGaussians
+    cache_dir, data_root, cache = synthetic_cache
+    raw = _dataset(mpii, [])
+    soft_dir, body_dir = str(tmp_path / 'soft'), str(tmp_path / 'body')
+    for i in range(len(raw)):
+        info = raw.get_data_info(i)
+        g = cache.load(info['img_path'])
+        pts = g.means.numpy()
+        h, w = cv2.imread(info['img_path']).shape[:2]
+        kw = dict(points=pts, image_size=(h, w), image_sha1=file_sha1(info['img_path']))
+        GaussianCache(soft_dir, data_root=data_root).save(info['img_path'],
+                                                          SoftGaussians.hard(g), **kw)
+        n = len(g)
+        comps = Gaussians2D(np.concatenate([pts, pts + [0.0, 12.0]]),
+                            torch.cat([g.covariances, g.covariances]))
+        body = SoftGaussians(comps, g, np.arange(2 * n), np.tile(np.arange(n), 2),
+                             np.full(2 * n, 0.5))
+        GaussianCache(body_dir, data_root=data_root).save(info['img_path'], body, **kw)
+
+    def kernels(folder, plan):
+        pipe = _pipeline(folder, data_root)
+        pipe[-2] = dict(pipe[-2], plan=plan)
+        ds = _dataset(mpii, pipe)
+        np.random.seed(7)
+        return [ds[i]['data_samples'].gt_fields.get(KERNEL_KEY).numpy() for i in range(len(ds))]
+
+    hard, soft, body = kernels(cache_dir, 'hard'), kernels(soft_dir, 'soft'), kernels(body_dir,
+                                                                                       'soft')
+    shifted = 0
+    for kh, ks, kb in zip(hard, soft, body):
+        np.testing.assert_allclose(ks, kh, atol=1e-5)
+        for j in range(len(kh)):
+            if kh[j].sum() > 1 and kb[j].sum() > 1:
+                assert not np.allclose(kb[j], kh[j], atol=1e-3)
+                shifted += 1
+    assert shifted >= 10
+    with pytest.raises(Exception, match="plan 'hard' found a soft-plan entry"):
+        kernels(soft_dir, 'hard')

@@ -17,8 +17,15 @@ from mmcv.transforms import BaseTransform
 from mmcv.transforms.utils import cache_randomness
 
 from gst_mm.registry import TRANSFORMS
-from gst_mm.splatting import GaussianCache, Gaussians2D, default_cache_dir, file_sha1_memo
+from gst_mm.splatting import (
+    GaussianCache,
+    GaussianCacheError,
+    Gaussians2D,
+    default_cache_dir,
+    file_sha1_memo,
+)
 from gst_mm.splatting.fit import fit_cfg_key
+from gst_mm.splatting.soft_gaussians import SoftGaussians
 from gst_mm.structures import CountingDataSample
 
 from .geometry import (
@@ -54,6 +61,10 @@ class LoadCrowdGaussians(BaseTransform):
       (with ``fit_cfg``) the fit settings; a missing or stale entry raises
       ``GaussianCacheError`` naming the image, the reason and the repair command.
       Points the fit dropped (``drop_outside``) are dropped here too.
+    - ``'soft'``: the soft plan of the cache in ``<data_root>/gst_cache_soft``
+      (``results['gaussians']`` is then a ``SoftGaussians``: free components with
+      mixture weights per point, docs/soft_kernel.md); ``GSTPrecomputeHook`` fits it
+      when it sees this plan in the pipeline. Checked like ``'gst'``.
     - ``'gt'``: the data set's ``gt_covariances`` (ground-truth-scale plan).
     - ``'heuristic'``: isotropic ``sigma`` px Gaussians (the ablation plan).
 
@@ -63,13 +74,13 @@ class LoadCrowdGaussians(BaseTransform):
             ``tools/precompute.py`` write by default).
         data_root: cache keys are image paths relative to it; default the sample's
             ``data_root`` (set by ``CrowdCountingDataset``).
-        plan: ``'gst'`` | ``'gt'`` | ``'heuristic'``.
+        plan: ``'gst'`` | ``'soft'`` | ``'gt'`` | ``'heuristic'``.
         sigma: std (px) of the heuristic plan.
         fit_cfg: the precompute hook's ``fit_cfg``; when given, an entry fitted
             with other settings is stale (the hook refits such entries anyway).
     """
 
-    PLANS = ('gst', 'gt', 'heuristic')
+    PLANS = ('gst', 'soft', 'gt', 'heuristic')
 
     def __init__(self, cache_dir: Optional[str] = None, data_root: Optional[str] = None,
                  plan: str = 'gst', sigma: float = 8.0,
@@ -90,10 +101,10 @@ class LoadCrowdGaussians(BaseTransform):
         if self.cache_dir:
             cache_dir = self.cache_dir
         elif data_root:
-            cache_dir = default_cache_dir(data_root)
+            cache_dir = default_cache_dir(data_root, 'soft' if self.plan == 'soft' else 'hard')
         else:
-            raise ValueError(f"{_sample_name(results)}: LoadCrowdGaussians plan 'gst' needs a "
-                             'cache_dir, or a data set that sets data_root')
+            raise ValueError(f"{_sample_name(results)}: LoadCrowdGaussians plan {self.plan!r} "
+                             'needs a cache_dir, or a data set that sets data_root')
         key = (cache_dir, data_root)
         if key not in self._caches:
             self._caches[key] = GaussianCache(cache_dir, data_root=data_root)
@@ -121,6 +132,13 @@ class LoadCrowdGaussians(BaseTransform):
                 results['img_path'], points=points, image_size=tuple(shape[:2]),
                 image_sha1=file_sha1_memo(results['img_path']), fit_key=self.fit_key,
                 return_index=True)
+            if isinstance(gaussians, SoftGaussians) != (self.plan == 'soft'):
+                found = 'soft' if isinstance(gaussians, SoftGaussians) else 'hard'
+                raise GaussianCacheError(
+                    f"{_sample_name(results)}: LoadCrowdGaussians plan {self.plan!r} found a "
+                    f'{found}-plan cache entry in {self.cache_for(results).root}; fit it '
+                    'with the same plan (GSTPrecomputeHook / tools/precompute.py on this '
+                    'config)')
             index = np.asarray(index, np.int64)
             if len(index) != n:  # the fit dropped points (drop_outside): drop them too
                 results[GAUSSIANS_KEY] = None

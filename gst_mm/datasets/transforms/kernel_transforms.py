@@ -6,7 +6,8 @@ from typing import Optional, Tuple
 from mmcv.transforms import BaseTransform
 
 from gst_mm.registry import TRANSFORMS
-from gst_mm.transport import TransportKernel, build_kernel
+from gst_mm.splatting.soft_gaussians import SoftGaussians
+from gst_mm.transport import TransportKernel, build_kernel, build_soft_kernel
 
 
 def build_sample_kernel(gaussians, img_shape: Tuple[int, int], stride: int,
@@ -14,7 +15,9 @@ def build_sample_kernel(gaussians, img_shape: Tuple[int, int], stride: int,
     """The transport kernel of one sample on its density grid.
 
     Args:
-        gaussians: ``Gaussians2D`` in input px of the current (augmented) image.
+        gaussians: ``Gaussians2D`` in input px of the current (augmented) image, or
+            the soft plan's ``SoftGaussians`` (its mixture kernel,
+            :func:`gst_mm.transport.build_soft_kernel`).
         img_shape: ``(H, W)`` of the network input in px.
         stride: density-map stride; the grid is ``(H // stride, W // stride)``
             cells centred at ``stride * k + stride / 2`` px.
@@ -23,6 +26,13 @@ def build_sample_kernel(gaussians, img_shape: Tuple[int, int], stride: int,
     """
     h, w = int(img_shape[0]), int(img_shape[1])
     grid = (h // stride, w // stride)
+    if isinstance(gaussians, SoftGaussians):
+        if kernel_cfg.get('background', True) is False:
+            raise ValueError('the soft plan needs the background column (background=True)')
+        cfg = {k: v for k, v in kernel_cfg.items() if k != 'background'}
+        c = gaussians.components
+        return build_soft_kernel(c.means, c.covariances, gaussians.comp, gaussians.pen,
+                                 gaussians.weight, len(gaussians), grid, stride, **cfg)
     return build_kernel(gaussians.means, gaussians.covariances, grid, stride, **kernel_cfg)
 
 

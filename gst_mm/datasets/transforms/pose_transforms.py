@@ -7,7 +7,9 @@ fitted on the whole image by ``GSTPrecomputeHook`` / ``tools/precompute.py``),
 picks this instance's joints, moves them through exactly the geometry MMPose
 applied to the sample and evaluates one two-column (joint vs background)
 kernel per joint on the heatmap grid with
-:func:`gst_mm.transport.point_kernels`.
+:func:`gst_mm.transport.point_kernels` (or, for a soft-plan cache entry, the
+mixture kernel of :func:`gst_mm.transport.soft_point_kernels`, with every free
+component moved by the same geometry; docs/soft_kernel.md).
 
 Coordinates. MMPose keypoints are pixel *indices* (pixel centres at integers,
 OpenCV's convention): ``RandomFlip`` maps ``x -> w - 1 - x`` and the
@@ -135,8 +137,13 @@ class LoadPoseTransportKernel(BaseTransform):
                  max_std: float = 20.0,
                  match_tol: float = 1.0,
                  check_tol: float = 0.05,
-                 fit_cfg: Optional[dict] = None) -> None:
+                 fit_cfg: Optional[dict] = None,
+                 plan: str = 'hard') -> None:
         super().__init__()
+        if plan not in ('hard', 'soft'):
+            raise ValueError(f"LoadPoseTransportKernel: plan must be 'hard' or 'soft', "
+                             f'got {plan!r}')
+        self.plan = plan
         if stride <= 0:
             raise ValueError(f'LoadPoseTransportKernel: stride must be > 0, got {stride}')
         self.cache_dir = cache_dir
@@ -200,7 +207,8 @@ class LoadPoseTransportKernel(BaseTransform):
     # ------------------------------------------------------------------ transform
     def transform(self, results: Dict) -> Dict:
         """Add ``results['gst_kernels']`` and register it for ``PackPoseInputs``."""
-        from gst_mm.transport import point_kernels
+        from gst_mm.splatting.soft_gaussians import SoftGaussians
+        from gst_mm.transport import point_kernels, soft_point_kernels
 
         img_path = results.get('img_path', '<unknown image>')
         for key in ('keypoints', 'keypoints_visible', 'input_size', 'bbox_center',
@@ -248,15 +256,32 @@ class LoadPoseTransportKernel(BaseTransform):
                                      image_sha1=file_sha1_memo(img_path), fit_key=self.fit_key)
             # splatting convention (centres at +0.5) -> MMPose pixel indices
             cached_means = cached.means.detach().cpu().numpy().astype(np.float64) - 0.5
+            if isinstance(cached, SoftGaussians) != (self.plan == 'soft'):
+                from gst_mm.splatting import GaussianCacheError
+                found = 'soft' if isinstance(cached, SoftGaussians) else 'hard'
+                raise GaussianCacheError(
+                    f'{img_path}: LoadPoseTransportKernel plan {self.plan!r} found a '
+                    f'{found}-plan entry in {self.cache_dir}; fit it with the same plan '
+                    '(GSTPrecomputeHook / tools/precompute.py on this config)')
             idx = self.match_cached(cached_means, orig[use], img_path)
-            cov = cached.covariances.detach().cpu().numpy()[idx]
-            cov_in = apply_to_covariances(total, cov)
-            # MMPose cell k <-> input index stride*k; point_kernels' cell k centre is
-            # stride*k + stride/2 (module docstring)
-            centred = means_in[use] + self.stride / 2.0
-            k = point_kernels(centred.astype(np.float32), cov_in, grid, self.stride,
-                              cutoff=self.cutoff, bg_ratio=self.bg_ratio,
+            kernel_cfg = dict(cutoff=self.cutoff, bg_ratio=self.bg_ratio,
                               min_std=self.min_std, max_std=self.max_std)
+            if isinstance(cached, SoftGaussians):  # the soft plan: every component moves
+                sub = cached.subset(idx)
+                comp = sub.components
+                c_in = apply_to_points(total, comp.means.numpy().astype(np.float64) - 0.5)
+                k = soft_point_kernels((c_in + self.stride / 2.0).astype(np.float32),
+                                       apply_to_covariances(total, comp.covariances.numpy()),
+                                       sub.comp, sub.pen, sub.weight, len(idx), grid,
+                                       self.stride, **kernel_cfg)
+            else:
+                cov = cached.covariances.detach().cpu().numpy()[idx]
+                cov_in = apply_to_covariances(total, cov)
+                # MMPose cell k <-> input index stride*k; point_kernels' cell k centre
+                # is stride*k + stride/2 (module docstring)
+                centred = means_in[use] + self.stride / 2.0
+                k = point_kernels(centred.astype(np.float32), cov_in, grid, self.stride,
+                                  **kernel_cfg)
             k = k.detach().cpu().numpy() if hasattr(k, 'detach') else np.asarray(k)
             kernels[use] = k.astype(np.float32)
 
@@ -269,4 +294,5 @@ class LoadPoseTransportKernel(BaseTransform):
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(cache_dir={self.cache_dir!r}, '
                 f'data_root={self.data_root!r}, stride={self.stride}, cutoff={self.cutoff}, '
-                f'bg_ratio={self.bg_ratio}, min_std={self.min_std}, max_std={self.max_std})')
+                f'bg_ratio={self.bg_ratio}, min_std={self.min_std}, max_std={self.max_std}, '
+                f'plan={self.plan!r})')

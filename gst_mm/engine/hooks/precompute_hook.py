@@ -11,7 +11,7 @@ from mmengine.runner import BaseLoop
 from gst_mm.registry import HOOKS
 from gst_mm.splatting.fit import fit_settings
 
-from ..precompute import dataset_cache_dir, precompute_dataset
+from ..precompute import dataset_cache_dir, fit_plan, precompute_dataset, resolve_fit_cfg
 
 
 @HOOKS.register_module()
@@ -32,7 +32,9 @@ class GSTPrecomputeHook(Hook):
         data_root: cache keys are image paths relative to it; default: each data
             set's ``data_root``.
         fit_cfg: keyword arguments of :func:`gst_mm.splatting.fit_gaussians`
-            (e.g. ``dict(iterations=1000)`` for pose images).
+            (e.g. ``dict(iterations=1000)`` for pose images). The plan is the one the
+            data set's pipeline reads (``plan='soft'`` on ``LoadCrowdGaussians`` /
+            ``LoadPoseTransportKernel`` fits the soft plan into ``gst_cache_soft``).
         splits: which of ``'train'``, ``'val'``, ``'test'`` to cover; splits
             the current run does not use are skipped.
         workers: fitting processes per rank.
@@ -78,13 +80,15 @@ class GSTPrecomputeHook(Hook):
                 dataset = self._dataset_of(runner, split)
                 if dataset is None:
                     continue
-                cache_dir = dataset_cache_dir(dataset, self.cache_dir, self.data_root)
+                fit_cfg = resolve_fit_cfg(dataset, self.fit_cfg)
+                cache_dir = dataset_cache_dir(dataset, self.cache_dir, self.data_root,
+                                              fit_plan(fit_cfg))
                 print_log(f'GSTPrecomputeHook: checking Gaussian cache of the {split} set '
                           f'in {cache_dir}', logger='current')
                 summary = precompute_dataset(
                     dataset,
                     self.cache_dir,
-                    fit_cfg=self.fit_cfg,
+                    fit_cfg=fit_cfg,
                     data_root=self.data_root,
                     workers=self.workers,
                     shard=(rank, world_size),
