@@ -21,7 +21,8 @@ class CrowdCountingDataset(BaseDataset):
 
     Data infos (what the pipeline and ``GSTPrecomputeHook`` read):
     ``img_path``, ``img_id`` (the name), ``points`` float32 ``(N, 2)`` (x, y) px
-    with pixel centres at +0.5, ``ori_count`` (N), ``height``/``width``, and
+    with pixel centres at +0.5, ``ori_points`` (a copy the transforms leave alone:
+    the original annotations), ``ori_count`` (N), ``height``/``width``, and
     ``gt_covariances`` float32 ``(N, 2, 2)`` px^2 when the annotation has them.
 
     Args:
@@ -85,6 +86,9 @@ class CrowdCountingDataset(BaseDataset):
                 img_id=name,
                 data_root=self.data_root,
                 points=points.astype(np.float32),
+                # the original annotations, untouched by the pipeline's transforms
+                # (the test pipeline packs them for localisation at the original size)
+                ori_points=points.astype(np.float32),
                 ori_count=int(len(points)),
                 height=int(ann.height),
                 width=int(ann.width))

@@ -1,4 +1,4 @@
 """Registered metrics."""
-from .counting_metric import CountingMetric, density_peaks, greedy_match_counts
+from .counting_metric import CountingMetric, density_peaks, greedy_match_counts, to_original_pixels
 
-__all__ = ['CountingMetric', 'density_peaks', 'greedy_match_counts']
+__all__ = ['CountingMetric', 'density_peaks', 'greedy_match_counts', 'to_original_pixels']

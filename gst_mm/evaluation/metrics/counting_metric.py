@@ -12,11 +12,18 @@ Definitions over the ``M`` evaluated images (``p`` predicted count, ``g`` ground
 Localisation (``localization=True``, method.md 7): density peaks are the local
 maxima of the predicted density (``nms_kernel`` x ``nms_kernel`` cells), the
 ``round(p)`` strongest kept (or those above ``peak_threshold``), located at their
-cell centres. For every radius ``r`` in ``radii`` (px of the original image),
-peaks are matched greedily (strongest first, each to its nearest unmatched
-annotation within ``r``) one-to-one; precision and recall at ``r`` are pooled
-over the data set; ``AP`` / ``AR`` are their means over the radii and
-``F1 = 2 AP AR / (AP + AR)``.
+cell centres. They are compared **at the original image's resolution** (NWPU-Crowd's
+protocol), whatever the test pipeline resized: each peak is mapped from network-input
+px back to original px (:func:`to_original_pixels`: the inverse of the sample's
+``gst_affine``, else its ``scale_factor``, else the ratio of ``ori_shape`` to
+``img_shape``) and matched against the original annotations (the sample's
+``ori_points`` when the pipeline packs them, as the crowd test pipeline does; else
+``gt_points`` mapped back the same way). For every radius ``r`` in ``radii``
+(original px), peaks are matched greedily (strongest first, each to its nearest
+unmatched annotation within ``r``) one-to-one; precision and recall at ``r`` are
+pooled over the data set; ``AP`` / ``AR`` are their means over the radii and
+``F1 = 2 AP AR / (AP + AR)``; for each distance threshold ``t`` in ``thresholds``
+also ``Precision@t``, ``Recall@t`` and ``F1@t``.
 
 Files (written by the process that computes the metrics, rank 0, atomically;
 formats in :mod:`gst_mm.evaluation.prediction_files`): ``out_file`` receives the
@@ -91,6 +98,32 @@ def density_peaks(density: np.ndarray,
     return xy.reshape(-1, 2), values[order]
 
 
+def to_original_pixels(sample: Any, xy: np.ndarray) -> np.ndarray:
+    """Points ``(P, 2)`` in network-input px -> px of the original image.
+
+    Uses, in this order, what the sample's metainfo has: ``gst_affine`` (3x3,
+    original -> input; exact for every gst_mm geometric transform), ``scale_factor``
+    ``(w_scale, h_scale)`` (MMCV's resize transforms; ``x / w_scale``), or the ratio of
+    ``ori_shape`` to ``img_shape`` (h, w). With none of them (or equal shapes) the
+    points are returned as they are.
+    """
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    affine = _get(sample, 'gst_affine')
+    if affine is not None:
+        inv = np.linalg.inv(_to_numpy(affine).astype(np.float64).reshape(3, 3))
+        return xy @ inv[:2, :2].T + inv[:2, 2]
+    factor = _get(sample, 'scale_factor')
+    if factor is not None:
+        f = np.asarray(_to_numpy(factor), dtype=np.float64).reshape(-1)
+        sx, sy = (f[0], f[0]) if f.size == 1 else (f[0], f[1])
+        return xy / np.array([sx, sy])
+    ori, cur = _get(sample, 'ori_shape'), _get(sample, 'img_shape')
+    if ori is not None and cur is not None:
+        (oh, ow), (ch, cw) = tuple(ori)[:2], tuple(cur)[:2]
+        return xy * np.array([float(ow) / float(cw), float(oh) / float(ch)])
+    return xy
+
+
 def greedy_match_counts(pred_xy: np.ndarray, gt_xy: np.ndarray,
                         radii: Sequence[float]) -> np.ndarray:
     """True positives of a greedy one-to-one matching at each radius.
@@ -130,6 +163,10 @@ def greedy_match_counts(pred_xy: np.ndarray, gt_xy: np.ndarray,
     return tp
 
 
+def _f1(p: float, r: float) -> float:
+    return 2 * p * r / (p + r) if p + r > 0 else 0.0
+
+
 @METRICS.register_module()
 class CountingMetric(BaseMetric):
     """MAE / MSE (RMSE) / NAE / score of counts, optional localisation AP / AR / F1.
@@ -137,12 +174,16 @@ class CountingMetric(BaseMetric):
     Reads from each predicted data sample ``pred_count`` (or the sum of
     ``pred_density``) and ``gt_count`` (or the number of ``gt_points``); for
     localisation also ``pred_density`` ``(1, h, w)``, ``gt_points`` ``(N, 2)``
-    (px of the network input) and, when present, ``gst_affine`` (3x3, original ->
-    input px) to express both in original-image px.
+    (px of the network input), ``ori_points`` (the original annotations, when
+    packed) and the resize bookkeeping (``gst_affine``, ``scale_factor`` or
+    ``ori_shape`` / ``img_shape``) to compare peaks and annotations in original-image
+    px (:func:`to_original_pixels`).
 
     Args:
         localization: also report AP / AR / F1 from density peaks.
         radii: matching radii, original px (default 1, 2, ..., 100).
+        thresholds: distance thresholds, original px, at which ``Precision@t``,
+            ``Recall@t`` and ``F1@t`` are also reported (default none).
         stride: density cell size, input px.
         peak_threshold: keep peaks above this value instead of the ``round(count)``
             strongest.
@@ -159,6 +200,7 @@ class CountingMetric(BaseMetric):
     def __init__(self,
                  localization: bool = False,
                  radii: Sequence[float] = tuple(range(1, 101)),
+                 thresholds: Sequence[float] = (),
                  stride: float = 8,
                  peak_threshold: Optional[float] = None,
                  nms_kernel: int = 3,
@@ -169,6 +211,10 @@ class CountingMetric(BaseMetric):
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.localization = localization
         self.radii = tuple(float(r) for r in radii)
+        self.thresholds = tuple(float(t) for t in thresholds)
+        if not self.radii or min(self.radii + self.thresholds) <= 0:
+            raise ValueError('CountingMetric: radii must be non-empty and radii / thresholds '
+                             f'positive, got radii={self.radii}, thresholds={self.thresholds}')
         self.stride = float(stride)
         self.peak_threshold = peak_threshold
         self.nms_kernel = int(nms_kernel)
@@ -211,21 +257,22 @@ class CountingMetric(BaseMetric):
     def _localize(self, sample: Any, density: Any, gt_points: Any,
                   pred_count: float) -> Dict[str, Any]:
         """Matches of one image at every radius: ``tp (R,)``, ``n_pred``, ``n_gt``."""
-        if density is None or gt_points is None:
+        ori_points = _get(sample, 'ori_points')
+        if density is None or (gt_points is None and ori_points is None):
             raise KeyError('CountingMetric(localization=True) needs pred_density and '
-                           f"gt_points ({_get(sample, 'img_path', '<unknown image>')})")
+                           'gt_points or ori_points '
+                           f"({_get(sample, 'img_path', '<unknown image>')})")
         dens = _to_numpy(density).astype(np.float64)
         dens = dens.reshape(dens.shape[-2:])
         num = None if self.peak_threshold is not None else int(round(pred_count))
         pred_xy, _ = density_peaks(dens, self.stride, num_peaks=num,
                                    threshold=self.peak_threshold, nms_kernel=self.nms_kernel)
-        gt_xy = _to_numpy(gt_points).astype(np.float64).reshape(-1, 2)
-        affine = _get(sample, 'gst_affine')
-        if affine is not None:
-            inv = np.linalg.inv(_to_numpy(affine).astype(np.float64).reshape(3, 3))
-            pred_xy = pred_xy @ inv[:2, :2].T + inv[:2, 2]
-            gt_xy = gt_xy @ inv[:2, :2].T + inv[:2, 2]
-        tp = greedy_match_counts(pred_xy, gt_xy, self.radii)
+        pred_xy = to_original_pixels(sample, pred_xy)
+        if ori_points is not None:
+            gt_xy = _to_numpy(ori_points).astype(np.float64).reshape(-1, 2)
+        else:
+            gt_xy = to_original_pixels(sample, _to_numpy(gt_points))
+        tp = greedy_match_counts(pred_xy, gt_xy, self.radii + self.thresholds)
         return dict(tp=tp, n_pred=len(pred_xy), n_gt=len(gt_xy))
 
     def compute_metrics(self, results: List[Dict[str, Any]]) -> Dict[str, float]:
@@ -246,8 +293,14 @@ class CountingMetric(BaseMetric):
             n_gt = float(sum(r['n_gt'] for r in results))
             precision = tp / n_pred if n_pred > 0 else np.zeros_like(tp)
             recall = tp / n_gt if n_gt > 0 else np.zeros_like(tp)
-            ap, ar = float(precision.mean()), float(recall.mean())
-            metrics.update(AP=ap, AR=ar, F1=2 * ap * ar / (ap + ar) if ap + ar > 0 else 0.0)
+            n_r = len(self.radii)
+            ap, ar = float(precision[:n_r].mean()), float(recall[:n_r].mean())
+            metrics.update(AP=ap, AR=ar, F1=_f1(ap, ar))
+            for k, t in enumerate(self.thresholds):
+                p, r = float(precision[n_r + k]), float(recall[n_r + k])
+                name = f'{t:g}'
+                metrics.update({f'Precision@{name}': p, f'Recall@{name}': r,
+                                f'F1@{name}': _f1(p, r)})
         if self.out_file is not None or self.nwpu_submission is not None:
             self.write_files(results, metrics)
         return metrics

@@ -26,7 +26,13 @@ heuristic_train_pipeline = _load + [dict(type='LoadCrowdGaussians', plan='heuris
                                     ] + _augment + _kernel + _pack
 # baselines that only need the points (L2, BL, DM-Count, UOT)
 point_train_pipeline = _load + _augment + _pack
-test_pipeline = _load + _pack
+# evaluation also packs the original annotations (`ori_points`): CountingMetric's
+# localisation compares at the original resolution whatever a test resize did
+test_pipeline = _load + [
+    dict(type='PackCountingInputs',
+         meta_keys=('img_path', 'img_id', 'ori_shape', 'img_shape', 'scale_factor',
+                    'gst_affine', 'flip', 'ori_points'))
+]
 
 train_dataloader = dict(
     batch_size=1,
