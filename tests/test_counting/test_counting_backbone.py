@@ -75,3 +75,57 @@ def test_too_small_input_is_a_clear_error():
     model = VGG19Regressor(widths=NARROW)
     with pytest.raises(ValueError, match='smaller than the trunk stride'):
         model(torch.randn(1, 3, 8, 64))
+
+
+def _density_of_ramp(backbone, height=64, width=48):
+    """The backbone's density when its last convolution outputs a vertical ramp from +1
+    (top row) to -1 (bottom row): the pre-activation changes sign inside the map."""
+    h, w = height // 8, width // 8
+    ramp = torch.linspace(1.0, -1.0, h).view(1, 1, h, 1).expand(1, 1, h, w)
+    conv = backbone.density_layer[0]
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0] = 1.0
+        conv.bias.zero_()
+    hook = backbone.reg_layer.register_forward_hook(
+        lambda mod, inp, out: torch.cat([ramp, torch.zeros_like(out[:, 1:])], 1))
+    try:
+        return backbone(torch.randn(1, 3, height, width))[0, 0]
+    finally:
+        hook.remove()
+
+
+def test_abs_output_draws_a_seam_where_the_pre_activation_changes_sign():
+    # the mechanism of the demo's top-edge band: |x| of a sign change is a dark row
+    # between two bright ones
+    model = VGG19Regressor(widths=NARROW, output_act='abs')
+    model.init_weights()
+    rows = _density_of_ramp(model).mean(1)
+    inner = rows[1:-1]
+    assert inner.min() < 0.2 * rows[0] and inner.min() < 0.2 * rows[-1]
+
+
+@pytest.mark.parametrize('name', ['gst_vgg19_synthetic.py', 'gst_vgg19trans_synthetic.py'])
+def test_demo_and_benchmark_counters_have_no_zero_crossing_seam(name):
+    """The synthetic configs' density is monotone in the pre-activation: a sign change
+    cannot leave a dark row between two bright ones (the top-edge band of issue 15)."""
+    import os.path as osp
+
+    from mmengine.config import Config
+
+    from gst_mm.registry import MODELS
+    from gst_mm.utils import register_all_modules
+
+    register_all_modules(init_default_scope=False)
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    cfg = Config.fromfile(osp.join(root, 'configs', 'counting', name))
+    backbone = MODELS.build(dict(cfg.model.backbone, type='gst_mm.' + cfg.model.backbone.type))
+    backbone.init_weights()
+    rows = _density_of_ramp(backbone).mean(1)
+    assert (rows[1:] <= rows[:-1] + 1e-6).all(), rows  # never rises again below a dip
+    assert rows[0] > 0 and rows[-1] == 0
+
+
+def test_unknown_output_act_is_a_one_line_error():
+    with pytest.raises(ValueError, match="output_act must be one of \\('abs', 'relu'\\)"):
+        VGG19Regressor(widths=NARROW, output_act='softplus')
