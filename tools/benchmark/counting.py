@@ -9,6 +9,8 @@ same data, same seeds, same number of steps for every method:
     bl             Bayesian loss
     dmcount        DM-Count (Sinkhorn OT + count + TV)
     uot            unbalanced OT (semi-dual)
+    transformer    GST loss and plan, VGG-19 + graph-modulated transformer counter
+                   (``gst_vgg19trans_synthetic.py``), trained at the first seed only
 
 Reports the test MAE / MSE (mean over seeds) and the training seconds per step
 (forward + loss + backward + update, median over the steps after a warm-up;
@@ -16,7 +18,7 @@ data loading is measured separately). Prints one JSON line and appends a dated
 section to ``docs/benchmarks.md``.
 
     python tools/benchmark/counting.py [--iters 400] [--seeds 0 1 2] [--threads 1]
-        [--methods gst l2 ...] [--no-doc]
+        [--methods gst l2 ...] [--note TEXT] [--no-doc]
 
 Targets (issue 5): GST MAE <= 0.8 x L2's and <= the heuristic plan's; GST step
 time <= 1.2 x L2's and <= 0.5 x DM-Count's.
@@ -35,7 +37,13 @@ import time
 from typing import Dict, List, Sequence
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-METHODS = ('gst', 'gst-heuristic', 'l2', 'bl', 'dmcount', 'uot')
+METHODS = ('gst', 'gst-heuristic', 'l2', 'bl', 'dmcount', 'uot', 'transformer')
+#: methods whose config is not ``configs/counting/{method}_vgg19_synthetic.py``
+METHOD_CONFIGS = {'transformer': 'gst_vgg19trans_synthetic.py'}
+#: methods trained at the first seed only (slower; one seed is enough to time them)
+ONE_SEED_METHODS = ('transformer', )
+#: methods that train with the fitted Gaussians (the cache is filled first)
+GST_PLAN_METHODS = ('gst', 'transformer')
 WARMUP = 5
 
 
@@ -57,6 +65,8 @@ def parse_args(argv=None):
     p.add_argument('--sweep', type=int, nargs='*', default=[16, 64, 256, 1024],
                    metavar='N', help='also time one training step vs N points per crop '
                    '(GST, L2, DM-Count); give no value to skip')
+    p.add_argument('--note', default='', help='a sentence added to the section written to '
+                   'docs/benchmarks.md (e.g. what else ran on the machine)')
     p.add_argument('--no-doc', action='store_true', help='do not append to docs/benchmarks.md')
     return p.parse_args(argv)
 
@@ -104,8 +114,7 @@ def run_one(method: str, seed: int, iters: int, work_dir: str, test: bool = True
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    cfg = Config.fromfile(config or osp.join('configs', 'counting',
-                                             f'{method}_vgg19_synthetic.py'))
+    cfg = Config.fromfile(config or method_config(method))
     if cfg_options:
         cfg.merge_from_dict(dict(cfg_options))
     cfg.work_dir = osp.join(work_dir, f'{method}_seed{seed}' + ('' if test else '_timing'))
@@ -134,6 +143,20 @@ def run_one(method: str, seed: int, iters: int, work_dir: str, test: bool = True
         metrics = runner.test()
         out.update(MAE=float(metrics['MAE']), MSE=float(metrics['MSE']))
     return out
+
+
+def method_config(method: str) -> str:
+    """The synthetic config a benchmark method trains (relative to the repository root)."""
+    return osp.join('configs', 'counting',
+                    METHOD_CONFIGS.get(method, f'{method}_vgg19_synthetic.py'))
+
+
+def benchmark_jobs(methods: Sequence[str], seeds: Sequence[int], iters: int,
+                   work_dir: str) -> List[tuple]:
+    """``(method, seed, iters, work_dir)`` runs: every method at every seed, except
+    :data:`ONE_SEED_METHODS` at the first seed only."""
+    return [(m, seed, iters, work_dir) for k, seed in enumerate(seeds) for m in methods
+            if k == 0 or m not in ONE_SEED_METHODS]
 
 
 SWEEP_METHODS = ('gst', 'l2', 'dmcount')
@@ -262,14 +285,18 @@ def write_doc(result: Dict, path: str) -> None:
         'kernel is built in the data worker). '
         + (f'"s / step" is measured with each method training alone on the machine '
            f'({result["timing_iters"]} steps, seed 0; its data worker has the other core); '
-           '"2 jobs" is the median of the accuracy runs, two of which trained at a time.'
+           f'"{result.get("jobs", 1)} job(s)" is the median of the accuracy runs.'
            if result.get('timing') else '"s / step" is the median of the accuracy runs.')
+        + (' Methods run at one seed: ' + ', '.join(f'`{m}`' for m in ONE_SEED_METHODS
+                                                  if m in s) + '.'
+           if any(m in s for m in ONE_SEED_METHODS) and len(result['seeds']) > 1 else '')
+        + (f' {result["note"]}' if result.get('note') else '')
         + (f' Accuracy runs found in {result["reused_runs"]} (same tool, config, steps '
            'and seed) were reused, the others trained here.'
            if result.get('reused_runs') else ''),
         '',
-        '| method | test MAE (mean) | MAE per seed | test MSE | s / step | s / step (2 jobs) '
-        '| s data wait |',
+        '| method | test MAE (mean) | MAE per seed | test MSE | s / step | '
+        f's / step ({result.get("jobs", 1)} job(s)) | s data wait |',
         '|---|---|---|---|---|---|---|',
     ]
     for m, v in s.items():
@@ -309,11 +336,11 @@ def main(argv=None) -> None:
 
     base = Config.fromfile(osp.join('configs', 'counting', 'gst_vgg19_synthetic.py'))
     ensure_dataset(base.train_dataloader.dataset.data_root, base.get('synthetic_data', None))
-    if 'gst' in args.methods:
-        precompute(base, workers=2)
+    if any(m in GST_PLAN_METHODS for m in args.methods):
+        precompute(base, workers=1 if args.jobs == 1 else 2)
     runs = []
     t0 = time.time()
-    jobs = [(m, seed, args.iters, args.work_dir) for seed in args.seeds for m in args.methods]
+    jobs = benchmark_jobs(args.methods, args.seeds, args.iters, args.work_dir)
 
     def report(r):
         runs.append(r)
@@ -361,7 +388,7 @@ def main(argv=None) -> None:
         batch_size=int(base.train_dataloader.batch_size),
         crop_size=int(base.crop_size),
         synthetic_data=dict(base.get('synthetic_data', None) or {}),
-        timing_iters=args.timing_iters, reused_runs=args.reuse_runs,
+        timing_iters=args.timing_iters, reused_runs=args.reuse_runs, note=args.note,
         summary=summary, checks=ratios_and_targets(summary), runs=runs, timing=timing,
         sweep=sweep,
         total_s=round(time.time() - t0, 1))
