@@ -2,7 +2,8 @@
 
 * :class:`Gaussians2D` — means (x, y) px, covariances px^2, colours; affine transform.
 * :func:`render` — differentiable splatting with gsplat's conventions (torch / gsplat).
-* :func:`fit_gaussians` — one Gaussian per annotation point, mean pinned.
+* :func:`fit_gaussians` — one Gaussian per annotation point, mean pinned (or, with
+  ``plan='soft'``, free Gaussians reduced onto the points: :class:`SoftGaussians`).
 * :class:`GaussianCache` — one atomic HDF5 file per image; :func:`fit_missing` fits
   the images without a valid cache.
 """
@@ -13,10 +14,11 @@ from .image_io import ImageReadError, file_sha1, file_sha1_memo, read_image, rea
 from .knn import knn_distance, knn_distances
 from .precompute import GaussianSample, PrecomputeSummary, fit_missing
 from .render import render
+from .soft_gaussians import SoftGaussians
 
 __all__ = [
     'Gaussians2D', 'render', 'fit_gaussians', 'FitInfo', 'read_image', 'GaussianCache',
     'GaussianCacheError', 'GaussianSample', 'fit_missing', 'PrecomputeSummary',
     'default_cache_dir', 'CacheKeyError', 'ImageReadError', 'file_sha1', 'file_sha1_memo',
-    'read_image_file', 'knn_distance', 'knn_distances',
+    'read_image_file', 'knn_distance', 'knn_distances', 'SoftGaussians',
 ]

@@ -40,7 +40,8 @@ SOFT_DEFAULTS: Dict[str, Any] = dict(
     densify=1.0,        # new components per annotation, at most
     residual=0.05,      # smoothed residual (image in [0, 1]) a new component needs
     reach=3.0,          # new components within reach * max(major std, d_nn / 2) of a click
-    refine_iters=100,   # free-fit steps, at most (early stop as the pinned fit's)
+    refine_iters=100,   # free-fit steps, at most
+    early_stop=True,    # stop the free fit by the pinned fit's rule (patience, tol)
     mean_lr=0.25,       # Adam step of the means, px
     click_std=2.0,      # std px of a click's anchor Gaussian (None: the pinned fit's)
     temperature=0.3,    # tau of the reduction's entropic OT (docs/soft_kernel.md sweep)
@@ -214,8 +215,7 @@ def fit_soft(pinned: PinnedFit, soft: Dict[str, Any], delta: float, beta: float,
         opt.step()
         params.clamp_()
         losses.append(float(loss.detach()))
-        if settings.get('early_stop') and converged(losses, settings['patience'],
-                                                    settings['tol']):
+        if soft['early_stop'] and converged(losses, settings['patience'], settings['tol']):
             break
 
     # components in input px

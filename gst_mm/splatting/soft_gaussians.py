@@ -98,18 +98,8 @@ class SoftGaussians:
         if order.dtype == torch.bool:
             order = torch.nonzero(order).squeeze(1)
         order = order.long().to(dev).reshape(-1)
-        # entries grouped by old annotation (CSR), then gathered per new annotation
-        by_pen = torch.argsort(self.pen, stable=True)
-        counts = torch.bincount(self.pen, minlength=n)
-        starts = torch.cumsum(counts, 0) - counts
-        per_new = counts.index_select(0, order)
-        total = int(per_new.sum())
-        new_pen = torch.repeat_interleave(torch.arange(order.numel(), device=dev), per_new,
-                                          output_size=total)
-        offset = torch.arange(total, device=dev) - (torch.cumsum(per_new, 0)
-                                                    - per_new).index_select(0, new_pen)
-        entry = by_pen.index_select(0, starts.index_select(0, order).index_select(0, new_pen)
-                                    + offset)
+        from gst_mm.transport.soft_kernel import expand_groups
+        new_pen, entry = expand_groups(self.pen, order, n)
         return SoftGaussians(self.components, self.anchors.subset(order),
                              self.comp.index_select(0, entry), new_pen,
                              self.weight.index_select(0, entry))

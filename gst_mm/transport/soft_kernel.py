@@ -42,6 +42,33 @@ from .kernel import (
 )
 
 
+def expand_groups(group: Tensor, wanted: Tensor, num_groups: int) -> Tuple[Tensor, Tensor]:
+    """Every (request, entry) pair where entry ``e`` belongs to the requested group.
+
+    Args:
+        group: ``(E,)`` int64 group of each entry (e.g. its component or annotation).
+        wanted: ``(Q,)`` int64 groups requested (repeats allowed).
+        num_groups: groups are ``0..num_groups-1``.
+
+    Returns:
+        ``(request (P,), entry (P,))`` int64: request ``q`` is paired with every entry
+        of group ``wanted[q]``, requests in order, entries in their input order.
+    """
+    dev = group.device
+    by_group = torch.argsort(group, stable=True)
+    counts = torch.bincount(group, minlength=num_groups)
+    starts = torch.cumsum(counts, 0) - counts
+    per = counts.index_select(0, wanted)
+    total = int(per.sum())
+    request = torch.repeat_interleave(torch.arange(wanted.numel(), device=dev), per,
+                                      output_size=total)
+    offset = torch.arange(total, device=dev) - (torch.cumsum(per, 0)
+                                                - per).index_select(0, request)
+    entry = by_group.index_select(0, starts.index_select(0, wanted).index_select(0, request)
+                                  + offset)
+    return request, entry
+
+
 def _entries(comp: ArrayLike, pen: ArrayLike, weight: ArrayLike, num_components: int,
              num_points: int, device) -> Tuple[Tensor, Tensor, Tensor]:
     c = _as_tensor(comp, torch.long, device).reshape(-1)
@@ -100,21 +127,11 @@ def build_soft_kernel(means: ArrayLike, covariances: ArrayLike, comp: ArrayLike,
     d2_min, ld_star, covered = nearest_gaussian(cell, d2, pair_logdet, n_cells)
     l_comp = (-0.5 * d2 - 0.5 * pair_logdet).double()
 
-    # expand each (cell, component) pair over the component's entries (CSR by component)
-    order = torch.argsort(c, stable=True)
-    c_sorted, p_sorted, logw = c[order], p[order], torch.log(w[order])
-    counts = torch.bincount(c_sorted, minlength=fg.numel())
-    starts = torch.cumsum(counts, 0) - counts
-    per_pair = counts.index_select(0, g)
-    total = int(per_pair.sum())
-    pair_idx = torch.repeat_interleave(torch.arange(g.numel(), device=dev), per_pair,
-                                       output_size=total)
-    offset = torch.arange(total, device=dev) - (torch.cumsum(per_pair, 0)
-                                                - per_pair).index_select(0, pair_idx)
-    entry = starts.index_select(0, g.index_select(0, pair_idx)) + offset
+    # expand each (cell, component) pair over the component's entries
+    pair_idx, entry = expand_groups(c, g, fg.numel())
     e_cell = cell.index_select(0, pair_idx)
-    e_pen = p_sorted.index_select(0, entry)
-    e_l = l_comp.index_select(0, pair_idx) + logw.index_select(0, entry)
+    e_pen = p.index_select(0, entry)
+    e_l = l_comp.index_select(0, pair_idx) + torch.log(w).index_select(0, entry)
 
     # log-sum-exp over the components of each (cell, annotation)
     key = e_cell * max(num_points, 1) + e_pen

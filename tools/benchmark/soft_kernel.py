@@ -2,7 +2,9 @@
 heuristic plans on scenes with known object masks, and the fit + reduction cost.
 
 Plan quality per object (cells of a ``stride`` px grid, labelled by the object mask at
-the cell centre; :func:`gst_mm.splatting.synthetic.make_plan_scene`):
+the cell centre; :func:`gst_mm.splatting.synthetic.make_plan_scene`) for the soft, hard
+and heuristic plans and the *oracle* (the scene's true object parts, the ceiling of the
+measure):
 
 * recall = share of the object's cells whose kernel row sends most mass to the
   object's annotation (argmax over the annotations and the background);
@@ -13,9 +15,16 @@ Cost: the default (hard) fit vs the soft fit (hard fit + densify + free fit +
 reduction) on one 1000-point crowd scene, best of ``--reps``, plus the reduction alone
 vs N (its near-linear growth).
 
+Counting (``--counting``): the synthetic crowd set of ``gst_vgg19_synthetic.py`` with
+clicks displaced by one object std (``annotation_jitter=1.0``, in
+``data/synthetic_crowd_jitter``), trained with the soft plan, the hard plan and the
+heuristic plan by ``tools/benchmark/counting.py``'s ``run_one`` (same protocol: steps,
+batch, seeds); test MAE / MSE and localisation AP / AR / F1 (``CountingMetric``).
+
 Usage::
 
     python tools/benchmark/soft_kernel.py [--scenes 6] [--threads 1] [--no-doc]
+    python tools/benchmark/soft_kernel.py --counting [--iters 2000] [--seeds 0 1 2]
 """
 from __future__ import annotations
 
@@ -35,7 +44,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
 KINDS = ('centred', 'displaced', 'top', 'parts', 'overlap')
-PLANS = ('soft', 'hard', 'heuristic')
+PLANS = ('soft', 'hard', 'heuristic', 'oracle')
 
 
 def parse_args(argv=None):
@@ -50,6 +59,12 @@ def parse_args(argv=None):
     p.add_argument('--soft', type=json.loads, default=None,
                    help='soft-plan settings (JSON), e.g. \'{"temperature": 0.5}\'')
     p.add_argument('--skip-cost', action='store_true')
+    p.add_argument('--counting', action='store_true',
+                   help='the counting run on displaced clicks instead of the plan quality')
+    p.add_argument('--iters', type=int, default=2000, help='training steps per run')
+    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    p.add_argument('--jitter', type=float, default=1.0, help='annotation_jitter of the set')
+    p.add_argument('--note', default='', help='a sentence for the docs section')
     p.add_argument('--no-doc', action='store_true')
     return p.parse_args(argv)
 
@@ -84,7 +99,16 @@ def kernels_of(scene, stride: int, soft_cfg) -> Dict[str, object]:
     hard = fit_gaussians(scene.image, scene.clicks)
     soft = fit_gaussians(scene.image, scene.clicks, plan='soft', soft=soft_cfg)
     c = soft.components
-    return dict(
+    # the ceiling of the measure: the scene's true parts, each object's mixture
+    # weighted by area, owned by its click
+    parts = [(k, cen, cov) for k, obj in enumerate(scene.parts) for cen, cov in obj]
+    pen = np.array([k for k, _, _ in parts])
+    cov = np.stack([cv for _, _, cv in parts])
+    area = np.sqrt(np.linalg.det(cov))
+    weight = area / np.bincount(pen, weights=area)[pen]
+    oracle = build_soft_kernel(np.stack([cen for _, cen, _ in parts]), cov, np.arange(len(pen)),
+                               pen, weight, len(scene.parts), grid, stride, **kw)
+    return dict(oracle=oracle,
         hard=build_kernel(hard.means, hard.covariances, grid, stride, **kw),
         soft=build_soft_kernel(c.means, c.covariances, soft.comp, soft.pen, soft.weight,
                                len(soft), grid, stride, **kw),
@@ -143,17 +167,108 @@ def cost(args) -> Dict[str, object]:
                 soft_stats=info_soft.soft_stats, reduction=red)
 
 
+COUNTING_PLANS = {'soft': 'gst-soft', 'hard': 'gst', 'heuristic': 'gst-heuristic'}
+JITTER_ROOT = 'data/synthetic_crowd_jitter/'
+
+
+def _register_metrics_hook():
+    """A hook that tests with localisation and writes the test metrics to
+    ``<work_dir>/test_metrics.json`` (``run_one`` reports only MAE / MSE)."""
+    from mmengine.hooks import Hook
+
+    from gst_mm.registry import HOOKS
+
+    if HOOKS.get('_SoftBenchMetricsHook') is not None:
+        return
+
+    @HOOKS.register_module(name='_SoftBenchMetricsHook')
+    class MetricsHook(Hook):
+        def before_run(self, runner):
+            runner._test_evaluator = dict(type='CountingMetric', localization=True)
+
+        def after_test_epoch(self, runner, metrics=None):
+            with open(osp.join(runner.work_dir, 'test_metrics.json'), 'w') as f:
+                json.dump({k: float(v) for k, v in (metrics or {}).items()}, f)
+
+
+def counting(args) -> Dict[str, object]:
+    """Soft / hard / heuristic plans on the displaced-click synthetic set."""
+    from mmengine.config import Config
+    sys.path.insert(0, osp.join(ROOT, 'tools'))
+    sys.path.insert(0, osp.join(ROOT, 'tools', 'benchmark'))
+    from counting import _init_worker, run_one
+    from demo import ensure_dataset, precompute
+
+    _init_worker(args.threads)  # registers the modules and the step timer
+
+    base = Config.fromfile(osp.join(ROOT, 'configs', 'counting', 'gst_vgg19_synthetic.py'))
+    data = dict(base.synthetic_data, annotation_jitter=args.jitter)
+    ensure_dataset(JITTER_ROOT, data)
+    _register_metrics_hook()
+    roots = {f'{s}_dataloader': dict(dataset=dict(data_root=JITTER_ROOT))
+             for s in ('train', 'val', 'test')}
+    runs = []
+    for plan, method in COUNTING_PLANS.items():
+        cfg_path = osp.join(ROOT, 'configs', 'counting', f'{method}_vgg19_synthetic.py')
+        cfg = Config.fromfile(cfg_path)
+        cfg.merge_from_dict(roots)
+        if plan != 'heuristic':
+            precompute(cfg, workers=1)  # the plan's cache, before the timed runs
+        hooks = list(cfg.get('custom_hooks', []) or []) + [dict(type='_SoftBenchMetricsHook')]
+        for seed in args.seeds:
+            work = osp.join(ROOT, 'work_dirs', 'bench_soft_counting')
+            r = run_one(method, seed, args.iters, work, config=cfg_path,
+                        cfg_options=dict(roots, custom_hooks=hooks))
+            with open(osp.join(work, f'{method}_seed{seed}', 'test_metrics.json')) as f:
+                m = json.load(f)
+            r.update(plan=plan, AP=m.get('AP'), AR=m.get('AR'), F1=m.get('F1'))
+            runs.append(r)
+            print(f"[soft_kernel] counting {plan} seed {seed}: MAE {r['MAE']:.3f} "
+                  f"F1 {r['F1']:.3f} step {r['step_s']:.3f} s", file=sys.stderr, flush=True)
+    summary = {}
+    for plan in COUNTING_PLANS:
+        rs = [r for r in runs if r['plan'] == plan]
+        summary[plan] = {k: float(np.mean([r[k] for r in rs])) for k in ('MAE', 'MSE', 'F1',
+                                                                           'AP', 'AR')}
+        summary[plan]['MAE_per_seed'] = [round(r['MAE'], 3) for r in rs]
+        summary[plan]['F1_per_seed'] = [round(r['F1'], 3) for r in rs]
+    return dict(iters=args.iters, seeds=args.seeds, jitter=args.jitter, data=data,
+                runs=runs, summary=summary)
+
+
+def _header(result: Dict, title: str, flags: str) -> str:
+    """A docs section's title and its first words (tool, machine, threads, load)."""
+    return (f"\n## {title} (issue 14) — {result['date']}\n\n"
+            f"`tools/benchmark/soft_kernel.py{flags}`: {result['machine']}, torch threads = "
+            f"{result['threads']}, load before start {result['load']}. ")
+
+
+def write_counting_doc(result: Dict, path: str) -> None:
+    c = result['counting']
+    lines = [_header(result, 'Soft plan: counting on displaced clicks', ' --counting')
+             + f"{result.get('note', '')} The synthetic crowd set of `gst_vgg19_synthetic.py` "
+             f"with clicks displaced by {c['jitter']} object std (`annotation_jitter`), "
+             f"{c['iters']} steps per run (the counting benchmark's protocol), seeds "
+             f"{c['seeds']}; localisation AP / AR / F1 of `CountingMetric` against the "
+             'displaced clicks.\n',
+             '| plan | test MAE (mean) | MAE per seed | MSE | F1 (mean) | F1 per seed | AP | AR |',
+             '|---|---|---|---|---|---|---|---|']
+    for plan, s in c['summary'].items():
+        lines.append(f"| {plan} | {s['MAE']:.3f} | {s['MAE_per_seed']} | {s['MSE']:.3f} | "
+                     f"{s['F1']:.3f} | {s['F1_per_seed']} | {s['AP']:.3f} | {s['AR']:.3f} |")
+    with open(path, 'a') as f:
+        f.write('\n'.join(lines) + '\n')
+
+
 def write_doc(result: Dict, path: str) -> None:
     q = result['quality']
-    lines = [f"\n## Soft-assignment kernel (issue 14) — {result['date']}\n",
-             f"`tools/benchmark/soft_kernel.py`: {result['machine']}, torch threads = "
-             f"{result['threads']}, load before start {result['load']}; "
-             f"{result['scenes']} scenes per kind of {result['size']} px with "
+    lines = [_header(result, 'Soft-assignment kernel', '')
+             + f"{result['scenes']} scenes per kind of {result['size']} px with "
              f"{result['objects']} objects (`make_plan_scene`), kernel grid stride "
              f"{result['stride']} px, soft settings {json.dumps(result['soft_settings'])}. "
              'Precision / recall / F1 per object, averaged (module docstring).\n',
              '| scene | soft P / R / F1 | hard P / R / F1 | heuristic P / R / F1 | '
-             'soft - hard F1 |', '|---|---|---|---|---|']
+             'oracle P / R / F1 | soft - hard F1 |', '|---|---|---|---|---|---|']
     for kind, row in q.items():
         cells = [' / '.join(f'{row[p][m]:.3f}' for m in ('precision', 'recall', 'f1'))
                  for p in PLANS]
@@ -187,16 +302,23 @@ def main(argv=None) -> None:
         machine=f'{os.cpu_count()}-core {platform.machine()}', threads=args.threads,
         load=round(load, 2), scenes=args.scenes, size=args.size, objects=args.objects,
         stride=args.stride, reps=args.reps, soft_settings=resolve_soft(args.soft))
-    result['quality'] = quality(args)
-    if not args.skip_cost:
-        result['cost'] = cost(args)
+    if args.note:
+        result['note'] = args.note
+    if args.counting:
+        result['counting'] = counting(args)
+    else:
+        result['quality'] = quality(args)
+        if not args.skip_cost:
+            result['cost'] = cost(args)
     result['total_s'] = round(time.time() - t0, 1)
     print(json.dumps(result))
     if not args.no_doc:
-        write_doc(result, osp.join(ROOT, 'docs', 'benchmarks.md'))
+        (write_counting_doc if args.counting else write_doc)(
+            result, osp.join(ROOT, 'docs', 'benchmarks.md'))
         os.makedirs(osp.join(ROOT, 'docs', 'benchmark_results'), exist_ok=True)
         stamp = result['date'][:16].replace(' ', '_').replace(':', '')
-        with open(osp.join(ROOT, 'docs', 'benchmark_results', f'soft_kernel_{stamp}.json'),
+        name = 'soft_counting' if args.counting else 'soft_kernel'
+        with open(osp.join(ROOT, 'docs', 'benchmark_results', f'{name}_{stamp}.json'),
                   'w') as f:
             f.write(json.dumps(result) + '\n')
 
