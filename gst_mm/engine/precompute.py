@@ -124,7 +124,10 @@ def resolve_fit_cfg(dataset, fit_cfg: Optional[Dict]) -> Dict:
     if wanted is not None and 'plan' in cfg and cfg['plan'] != wanted:
         raise ValueError(f"fit_cfg plan {cfg['plan']!r} but the pipeline reads the "
                          f'{wanted!r} plan; set one of them')
-    if wanted == 'soft':
+    if 'soft' in cfg and wanted == 'hard' and 'plan' not in cfg:
+        raise ValueError("fit_cfg has soft-plan settings (soft=...) but the pipeline reads "
+                         "the hard plan; set plan='soft' on its loading transform")
+    if wanted == 'soft' or ('soft' in cfg and 'plan' not in cfg):
         cfg['plan'] = 'soft'
     return cfg
 

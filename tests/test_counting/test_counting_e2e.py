@@ -83,3 +83,40 @@ def test_default_cache_lives_with_the_data_set(tiny_crowd, tmp_path):
     # the transform found every sample's Gaussians there (a miss raises GaussianCacheError)
     sample = runner.train_dataloader.dataset[0]['data_samples']
     assert sample.transport_kernel.num_points == len(sample.gt_points)
+
+
+def test_soft_plan_config_fits_its_own_cache_and_trains(tiny_crowd, tmp_path):
+    """gst-soft_vgg19_synthetic.py differs by one value (LoadCrowdGaussians plan='soft'):
+    the hook sees it, fits the soft plan into ``<data_root>/gst_cache_soft``, and the
+    run trains on mixture kernels."""
+    import shutil
+
+    from gst_mm.splatting import default_cache_dir
+    from gst_mm.splatting.soft_gaussians import SoftGaussians
+
+    data_root, cache_dir = tiny_crowd
+    root = str(tmp_path / 'own') + '/'
+    shutil.copytree(data_root, root)
+    cfg = tiny_counting_cfg('gst-soft_vgg19_synthetic.py', root, cache_dir, tmp_path / 'run',
+                            iters=2)
+    for step in cfg.train_dataloader.dataset.pipeline:
+        step.pop('cache_dir', None)
+    for hook in cfg.custom_hooks:
+        hook.pop('cache_dir', None)
+        hook['fit_cfg'] = dict(hook.get('fit_cfg') or {}, soft=dict(refine_iters=10))
+    runner = _runner(cfg)
+    runner.train()
+    assert torch.isfinite(torch.tensor(runner.message_hub.get_scalar('train/loss').current()))
+    with open(osp.join(root, 'train.txt')) as f:
+        train_names = [line.strip() for line in f if line.strip()]
+    cached = glob.glob(osp.join(default_cache_dir(root, 'soft'), '**', '*.h5'), recursive=True)
+    assert len(cached) == len(train_names)
+    assert not osp.exists(default_cache_dir(root))
+    ds = runner.train_dataloader.dataset
+    pipeline = ds.pipeline.transforms
+    load = next(t for t in pipeline if type(t).__name__ == 'LoadCrowdGaussians')
+    results = ds.get_data_info(0)
+    for t in pipeline[:pipeline.index(load) + 1]:
+        results = t(results)
+    assert isinstance(results['gaussians'], SoftGaussians)
+    assert results['gaussians'].num_components >= len(results['gaussians'])

@@ -121,3 +121,8 @@ def test_precompute_fits_the_plan_the_pipeline_reads(tmp_path):
     assert not osp.exists(default_cache_dir(root))
     with pytest.raises(ValueError, match="fit_cfg plan 'hard' but the pipeline reads"):
         resolve_fit_cfg(ds, dict(plan='hard'))
+    hard = CrowdCountingDataset(data_root=root, ann_file='train.txt', pipeline=[
+        dict(type='LoadImageFromFile'), dict(type='LoadCrowdGaussians', plan='gst')])
+    with pytest.raises(ValueError, match='soft-plan settings'):
+        resolve_fit_cfg(hard, dict(soft=dict(temperature=0.5)))
+    assert resolve_fit_cfg(hard, dict(iterations=5)) == dict(iterations=5)

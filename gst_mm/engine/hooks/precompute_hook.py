@@ -58,7 +58,12 @@ class GSTPrecomputeHook(Hook):
         self.cache_dir = cache_dir
         self.data_root = data_root
         self.fit_cfg = dict(fit_cfg or {})
-        fit_settings(**self.fit_cfg)  # a typo in fit_cfg fails when the config is built
+        # a typo in fit_cfg fails when the config is built (soft= settings imply the
+        # soft plan, which the pipeline names)
+        check = dict(self.fit_cfg)
+        if 'soft' in check:
+            check.setdefault('plan', 'soft')
+        fit_settings(**check)
         self.splits = tuple(splits)
         self.workers = workers
         self.allow_failures = allow_failures
