@@ -39,6 +39,7 @@ from gst_mm.splatting import (  # noqa: E402
     GaussianCache,
     GaussianCacheError,
     Gaussians2D,
+    SoftGaussians,
     fit_gaussians,
     knn_distance,
     read_image,
@@ -159,6 +160,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--data-root', default=None, help='data root of the cache keys')
     p.add_argument('--iterations', type=int, default=None, help='fit iterations (on the fly)')
     p.add_argument('--drop-outside', action='store_true', help='drop points outside the image')
+    p.add_argument('--plan', choices=('hard', 'soft'), default='hard',
+                   help='fit on the fly with this plan (soft: free components, '
+                   'docs/soft_kernel.md); a soft cache entry is drawn as its components')
     p.add_argument('--mmpose-keypoints', action='store_true',
                    help='POINTS (.npy / list) are MMPose keypoints (pixel indices): add 0.5 px '
                    '(MPII-style "joints" JSON always is)')
@@ -185,9 +189,14 @@ def main(argv=None) -> int:
             return 1
     else:
         gaussians = fit_gaussians(image, points, iterations=args.iterations,
-                                  drop_outside=args.drop_outside, name=args.image)
+                                  drop_outside=args.drop_outside, name=args.image,
+                                  plan=args.plan)
+    what = f'{len(gaussians)} Gaussians'
+    if isinstance(gaussians, SoftGaussians):  # the free components, not the anchors
+        what = f'{gaussians.num_components} components for {len(gaussians)} points'
+        gaussians = gaussians.components
     visualize(image, gaussians, out)
-    print(f'wrote {out} ({len(gaussians)} Gaussians)')
+    print(f'wrote {out} ({what})')
     return 0
 
 

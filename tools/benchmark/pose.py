@@ -41,7 +41,8 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 CONFIGS = dict(mse='td-hm_res18-half_1xb32-1000it_synthetic-64x64.py',
                gst='gst_res18-half_1xb32-1000it_synthetic-64x64.py',
-               ot='ot_res18-half_1xb32-1000it_synthetic-64x64.py')
+               ot='ot_res18-half_1xb32-1000it_synthetic-64x64.py',
+               **{'gst-soft': 'gst-soft_res18-half_1xb32-1000it_synthetic-64x64.py'})
 #: ablation arms: the GST config without its warm-up / with another non-negativity map
 #: (docs/pose.md)
 #: (all from step 0 without the config's MSE warm-up)
@@ -176,8 +177,10 @@ def run_one(arm: str, seed: int, iters: int, data_root: str, work_dir: str,
     cfg.randomness = dict(seed=seed)
     if mpii_headbox:
         _mpii(cfg, mpii_headbox)
+    # each plan its own cache folder (the soft arm fits free Gaussians)
     _set_paths(cfg, data_root, osp.join(work_dir, 'gst_cache_' + ('mpii' if mpii_headbox
-                                                                    else 'synth')))
+                                                                    else 'synth')
+                                        + ('_soft' if base == 'gst-soft' else '')))
     cfg.train_cfg = dict(by_epoch=False, max_iters=iters, val_interval=iters + 1)
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None  # test once at the end
     cfg.param_scheduler = [
@@ -197,12 +200,12 @@ def run_one(arm: str, seed: int, iters: int, data_root: str, work_dir: str,
     steps = rec.steps[WARMUP:] or rec.steps
     out = dict(arm=arm, seed=seed, data='mpii' if mpii_headbox else 'synthetic',
                step_s=statistics.median(steps), train_wall_s=wall)
-    loss_key = 'loss_transport' if base == 'gst' else 'loss_kpt'
+    loss_key = 'loss_transport' if base.startswith('gst') else 'loss_kpt'
     losses = [r[loss_key] for r in rec.rows if loss_key in r]
     if losses:
         out.update(loss_first50=statistics.mean(losses[:50]),
                    loss_last50=statistics.mean(losses[-50:]))
-    if base == 'gst':
+    if base.startswith('gst'):
         head = runner.model.head
         on_joint = [r['mass_on_joint'] for r in rec.rows]
         out.update(collapse_warnings=sorted(head._warned),
@@ -255,6 +258,7 @@ def summarise(runs: List[Dict], timing: List[Dict]) -> Dict:
 def append_doc(record: Dict) -> None:
     s = record['summary']
     names = dict(mse='MSE (MMPose)', gst='GST', ot='heatmap OT', **{
+        'gst-soft': "GST, soft plan (docs/soft_kernel.md)",
         'gst-no-warmup': 'GST without MSE warm-up (ablation)',
         'gst-relu': "GST, nonneg='relu', no warm-up (ablation)",
         'gst-softplus': "GST, nonneg='softplus', no warm-up (ablation)"})
@@ -311,8 +315,9 @@ def main(argv=None):
     data_root = osp.join(args.work_dir, 'data') + '/'
     make(data_root, SyntheticPoseConfig(num_train=args.num_train, num_val=args.num_val),
          progress=False)
-    if 'gst' in args.arms:  # fit the cache once, before the parallel runs share it
-        run_one('gst', 0, 1, data_root, args.work_dir, test=False)
+    for arm in ('gst', 'gst-soft'):  # fit each cache once, before parallel runs share it
+        if arm in args.arms:
+            run_one(arm, 0, 1, data_root, args.work_dir, test=False)
     t0 = time.perf_counter()
     jobs = [(a, s, args.iters, data_root, args.work_dir) for s in args.seeds for a in args.arms]
     jobs += [(a, s, args.iters, data_root, args.work_dir) for s in args.ablation_seeds
@@ -322,8 +327,9 @@ def main(argv=None):
         headbox = write_mpii_headboxes(
             osp.join(MPII_SAMPLE, 'annotations', 'mpii_sample.json'),
             osp.join(args.work_dir, 'mpii_headboxes.mat'))
-        if 'gst' in args.arms:
-            run_one('gst', 0, 1, mpii_root, args.work_dir, headbox, test=False)
+        for arm in ('gst', 'gst-soft'):
+            if arm in args.arms:
+                run_one(arm, 0, 1, mpii_root, args.work_dir, headbox, test=False)
         jobs += [(a, 0, args.mpii_iters, mpii_root, args.work_dir, headbox) for a in args.arms]
     done = reused_runs(args.reuse_log)
     key = {5: 'synthetic', 6: 'mpii'}
