@@ -65,6 +65,11 @@ def parse_args(argv=None):
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--jitter', type=float, default=1.0, help='annotation_jitter of the set')
     p.add_argument('--note', default='', help='a sentence for the docs section')
+    p.add_argument('--plans', nargs='+', default=['soft', 'hard', 'heuristic'],
+                   choices=['soft', 'hard', 'heuristic'], help='counting: plans to run')
+    p.add_argument('--reuse', action='store_true',
+                   help='counting: keep finished runs of the same steps found in the work '
+                        'dir (their test_metrics.json) instead of training them again')
     p.add_argument('--no-doc', action='store_true')
     return p.parse_args(argv)
 
@@ -187,8 +192,10 @@ def _register_metrics_hook():
             runner._test_evaluator = dict(type='CountingMetric', localization=True)
 
         def after_test_epoch(self, runner, metrics=None):
+            out = {k: float(v) for k, v in (metrics or {}).items()}
+            out['iters'] = int(runner.max_iters)
             with open(osp.join(runner.work_dir, 'test_metrics.json'), 'w') as f:
-                json.dump({k: float(v) for k, v in (metrics or {}).items()}, f)
+                json.dump(out, f)
 
 
 def counting(args) -> Dict[str, object]:
@@ -208,7 +215,10 @@ def counting(args) -> Dict[str, object]:
     roots = {f'{s}_dataloader': dict(dataset=dict(data_root=JITTER_ROOT))
              for s in ('train', 'val', 'test')}
     runs = []
+    work = osp.join(ROOT, 'work_dirs', 'bench_soft_counting')
     for plan, method in COUNTING_PLANS.items():
+        if plan not in args.plans:
+            continue
         cfg_path = osp.join(ROOT, 'configs', 'counting', f'{method}_vgg19_synthetic.py')
         cfg = Config.fromfile(cfg_path)
         cfg.merge_from_dict(roots)
@@ -216,17 +226,26 @@ def counting(args) -> Dict[str, object]:
             precompute(cfg, workers=1)  # the plan's cache, before the timed runs
         hooks = list(cfg.get('custom_hooks', []) or []) + [dict(type='_SoftBenchMetricsHook')]
         for seed in args.seeds:
-            work = osp.join(ROOT, 'work_dirs', 'bench_soft_counting')
-            r = run_one(method, seed, args.iters, work, config=cfg_path,
-                        cfg_options=dict(roots, custom_hooks=hooks))
-            with open(osp.join(work, f'{method}_seed{seed}', 'test_metrics.json')) as f:
+            metrics_file = osp.join(work, f'{method}_seed{seed}', 'test_metrics.json')
+            kept = None
+            if args.reuse and osp.isfile(metrics_file):
+                with open(metrics_file) as f:
+                    kept = json.load(f)
+                kept = kept if kept.get('iters') == args.iters else None
+            if kept is None:
+                r = run_one(method, seed, args.iters, work, config=cfg_path,
+                            cfg_options=dict(roots, custom_hooks=hooks))
+            else:
+                r = dict(method=method, seed=seed, MAE=kept['MAE'], MSE=kept['MSE'],
+                         step_s=float('nan'), reused=True)
+            with open(metrics_file) as f:
                 m = json.load(f)
             r.update(plan=plan, AP=m.get('AP'), AR=m.get('AR'), F1=m.get('F1'))
             runs.append(r)
             print(f"[soft_kernel] counting {plan} seed {seed}: MAE {r['MAE']:.3f} "
                   f"F1 {r['F1']:.3f} step {r['step_s']:.3f} s", file=sys.stderr, flush=True)
     summary = {}
-    for plan in COUNTING_PLANS:
+    for plan in [p for p in COUNTING_PLANS if p in args.plans]:
         rs = [r for r in runs if r['plan'] == plan]
         summary[plan] = {k: float(np.mean([r[k] for r in rs])) for k in ('MAE', 'MSE', 'F1',
                                                                            'AP', 'AR')}
