@@ -255,6 +255,11 @@ def counting(args) -> Dict[str, object]:
                 runs=runs, summary=summary)
 
 
+def _append(path: str, lines) -> None:
+    with open(path, 'a') as f:
+        f.write('\n'.join(lines) + '\n')
+
+
 def _header(result: Dict, title: str, flags: str) -> str:
     """A docs section's title and its first words (tool, machine, threads, load)."""
     return (f"\n## {title} (issue 14) — {result['date']}\n\n"
@@ -267,7 +272,7 @@ def write_counting_doc(result: Dict, path: str) -> None:
     lines = [_header(result, 'Soft plan: counting on displaced clicks', ' --counting')
              + f"{result.get('note', '')} The synthetic crowd set of `gst_vgg19_synthetic.py` "
              f"with clicks displaced by {c['jitter']} object std (`annotation_jitter`), "
-             f"{c['iters']} steps per run (the counting benchmark's protocol), seeds "
+             f"{c['iters']} steps per run (the counting benchmark's are 2000), seeds "
              f"{c['seeds']}; localisation AP / AR / F1 of `CountingMetric` against the "
              'displaced clicks.\n',
              '| plan | test MAE (mean) | MAE per seed | MSE | F1 (mean) | F1 per seed | AP | AR |',
@@ -275,8 +280,7 @@ def write_counting_doc(result: Dict, path: str) -> None:
     for plan, s in c['summary'].items():
         lines.append(f"| {plan} | {s['MAE']:.3f} | {s['MAE_per_seed']} | {s['MSE']:.3f} | "
                      f"{s['F1']:.3f} | {s['F1_per_seed']} | {s['AP']:.3f} | {s['AR']:.3f} |")
-    with open(path, 'a') as f:
-        f.write('\n'.join(lines) + '\n')
+    _append(path, lines)
 
 
 def write_doc(result: Dict, path: str) -> None:
@@ -304,8 +308,7 @@ def write_doc(result: Dict, path: str) -> None:
         for r in c['reduction']:
             lines.append(f"| {r['points']} | {r['components']} | {r['seconds']:.3f} | "
                          f"{1000 * r['seconds'] / r['points']:.4f} |")
-    with open(path, 'a') as f:
-        f.write('\n'.join(lines) + '\n')
+    _append(path, lines)
 
 
 def main(argv=None) -> None:
