@@ -115,6 +115,15 @@ def pipeline_plan(dataset) -> Optional[str]:
     return plans.pop() if plans else None
 
 
+def implied_fit_cfg(fit_cfg: Optional[Dict]) -> Dict:
+    """``fit_cfg`` with the plan its settings imply: ``soft=...`` without a ``plan``
+    means ``plan='soft'``."""
+    cfg = dict(fit_cfg or {})
+    if 'soft' in cfg:
+        cfg.setdefault('plan', 'soft')
+    return cfg
+
+
 def resolve_fit_cfg(dataset, fit_cfg: Optional[Dict]) -> Dict:
     """``fit_cfg`` with the plan the data set's pipeline reads (the one switch of a
     config: ``plan='soft'`` on the loading transform); a ``fit_cfg`` that names the
@@ -127,7 +136,8 @@ def resolve_fit_cfg(dataset, fit_cfg: Optional[Dict]) -> Dict:
     if 'soft' in cfg and wanted == 'hard' and 'plan' not in cfg:
         raise ValueError("fit_cfg has soft-plan settings (soft=...) but the pipeline reads "
                          "the hard plan; set plan='soft' on its loading transform")
-    if wanted == 'soft' or ('soft' in cfg and 'plan' not in cfg):
+    cfg = implied_fit_cfg(cfg)
+    if wanted == 'soft':
         cfg['plan'] = 'soft'
     return cfg
 

@@ -127,7 +127,8 @@ class CacheStatus:
 def stale_reason(rec: Dict[str, Any], points: Optional[np.ndarray] = None,
                  image_size: Optional[Tuple[int, int]] = None,
                  image_sha1: Optional[str] = None,
-                 fit_key: Optional[str] = None) -> Optional[Tuple[str, str]]:
+                 fit_key: Optional[str] = None,
+                 plan: Optional[str] = None) -> Optional[Tuple[str, str]]:
     """The validity rule: ``None`` when a cache record matches every given
     expectation, else ``(kind, reason)`` of the first that fails.
 
@@ -138,6 +139,8 @@ def stale_reason(rec: Dict[str, Any], points: Optional[np.ndarray] = None,
         image_size: ``(H, W)`` of the decoded image.
         image_sha1: sha1 of the image file's bytes (:func:`.image_io.file_sha1`).
         fit_key: :func:`gst_mm.splatting.fit.fit_settings_key` of the settings.
+        plan: ``'hard'`` | ``'soft'``, the plan the entry must hold (a soft entry has
+            the ``soft_*`` datasets).
 
     An expectation given as ``None`` is not checked.
     """
@@ -152,6 +155,9 @@ def stale_reason(rec: Dict[str, Any], points: Optional[np.ndarray] = None,
                               f'{len(pts)}')
         if points_sha1(pts) != rec['points_sha1']:
             return 'points', 'annotation points changed since the fit'
+    found = 'hard' if rec.get('soft') is None else 'soft'
+    if plan is not None and plan != found:
+        return 'plan', f'plan {plan!r} found a {found}-plan entry; fit it with this plan'
     if fit_key is not None and fit_key != rec['fit_key']:
         return 'settings', (f"fitted with other fit settings (key {rec['fit_key']}, "
                             f'expected {fit_key})')
@@ -352,7 +358,7 @@ class GaussianCache:
 
     def status(self, img_path: str, points: Optional[np.ndarray] = None,
                image_size: Optional[Tuple[int, int]] = None, image_sha1: Optional[str] = None,
-               fit_key: Optional[str] = None) -> CacheStatus:
+               fit_key: Optional[str] = None, *, plan: Optional[str] = None) -> CacheStatus:
         """State of an entry under :func:`stale_reason` (valid / missing / corrupt /
         stale with its kind); the expectations are those of :func:`stale_reason`."""
         path = self.path_for(img_path)
@@ -362,7 +368,7 @@ class GaussianCache:
             rec = self.read(img_path)
         except GaussianCacheError as e:
             return CacheStatus('stale' if e.kind else 'corrupt', str(e), e.kind)
-        found = stale_reason(rec, points, image_size, image_sha1, fit_key)
+        found = stale_reason(rec, points, image_size, image_sha1, fit_key, plan)
         if found is None:
             return CacheStatus('valid')
         kind, reason = found
@@ -383,7 +389,8 @@ class GaussianCache:
 
     def load(self, img_path: str, points: Optional[np.ndarray] = None,
              image_size: Optional[Tuple[int, int]] = None, *, image_sha1: Optional[str] = None,
-             fit_key: Optional[str] = None, return_index: bool = False):
+             fit_key: Optional[str] = None, plan: Optional[str] = None,
+             return_index: bool = False):
         """Load the Gaussians of an image, checked by :func:`stale_reason`.
 
         Args:
@@ -393,6 +400,7 @@ class GaussianCache:
             image_size: if given, ``(H, W)`` must match.
             image_sha1: if given, the image file's content hash must match.
             fit_key: if given, the fit-settings key must match.
+            plan: if given (``'hard'`` | ``'soft'``), the entry must hold this plan.
             return_index: also return ``point_index (N,)``.
 
         Raises:
@@ -405,7 +413,7 @@ class GaussianCache:
             msg = str(e)
             raise GaussianCacheError(msg if REPAIR_HINT in msg else f'{msg}; {REPAIR_HINT}') \
                 from None
-        found = stale_reason(rec, points, image_size, image_sha1, fit_key)
+        found = stale_reason(rec, points, image_size, image_sha1, fit_key, plan)
         if found is not None:
             raise GaussianCacheError(f"{img_path}: stale Gaussian cache {rec['path']} "
                                      f'({found[1]}); {REPAIR_HINT}')

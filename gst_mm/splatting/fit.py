@@ -269,10 +269,7 @@ def fit_gaussians(image: np.ndarray, points: np.ndarray, *, iterations: Optional
         :class:`FitInfo` with ``return_info``.
     """
     t0 = time.perf_counter()
-    if plan not in ('hard', 'soft'):
-        raise ValueError(f"unknown plan {plan!r}; expected 'hard' or 'soft'")
-    if soft is not None and plan != 'soft':
-        raise ValueError("soft= settings need plan='soft'")
+    _check_plan(plan, soft)
     cfg, settings = resolve_settings(
         mode, iterations=iterations, init=init, background=background,
         scale_param=scale_param, early_stop=early_stop, downsample=downsample, coarse=coarse,
@@ -284,9 +281,7 @@ def fit_gaussians(image: np.ndarray, points: np.ndarray, *, iterations: Optional
     img8 = to_rgb_uint8(image, name)
     H, W = img8.shape[:2]
     pts, kept = check_points(points, H, W, name=name, drop_outside=drop_outside)
-    if plan == 'soft':
-        from .free_fit import resolve_soft
-        settings.update(plan='soft', soft=resolve_soft(soft))
+    _add_plan(settings, plan, soft)
     info = FitInfo(kept=kept, settings=settings, fit_key=fit_settings_key(settings))
     n = len(pts)
     if n == 0:
@@ -386,7 +381,7 @@ def fit_gaussians(image: np.ndarray, points: np.ndarray, *, iterations: Optional
     hard = _finish(params, pts, full_pts, knn, delta, factor, (sx, sy), info, t0, True)[0]
     if plan == 'soft':
         from .free_fit import PinnedFit, fit_soft
-        pinned = PinnedFit(hard, params, pts, target_np, bg_np, fg_count, knn, init_std,
+        pinned = PinnedFit(hard, params, pts, img8, target_np, bg_np, fg_count, init_std,
                            (sx, sy), dev, backend, compositing, window_margin)
         result = fit_soft(pinned, settings['soft'], delta, beta, lr, info)
         info.seconds = time.perf_counter() - t0
@@ -437,14 +432,24 @@ def fit_settings(**fit_cfg) -> Dict[str, Any]:
     args = {k: p.default for k, p in params.items() if k not in NOT_SETTINGS}
     args.update({k: v for k, v in fit_cfg.items() if k not in NOT_SETTINGS})
     plan, soft = args.pop('plan'), args.pop('soft')
+    _check_plan(plan, soft)
+    settings = resolve_settings(args.pop('mode'), **args)[1]
+    _add_plan(settings, plan, soft)
+    return settings
+
+
+def _check_plan(plan: str, soft: Optional[Dict[str, Any]]) -> None:
     if plan not in ('hard', 'soft'):
         raise ValueError(f"unknown plan {plan!r}; expected 'hard' or 'soft'")
     if soft is not None and plan != 'soft':
         raise ValueError("soft= settings need plan='soft'")
-    settings = resolve_settings(args.pop('mode'), **args)[1]
-    if plan == 'soft':  # the hard plan's key is unchanged by the soft plan's existence
+
+
+def _add_plan(settings: Dict[str, Any], plan: str, soft: Optional[Dict[str, Any]]) -> None:
+    """Record the soft plan and its resolved settings in ``settings`` (the hard plan
+    adds nothing, so its settings key is unchanged by the soft plan's existence)."""
+    if plan == 'soft':
         from .free_fit import resolve_soft
         settings.update(plan='soft', soft=resolve_soft(soft))
-    return settings
 
 

@@ -78,10 +78,10 @@ class PinnedFit:
     hard: Gaussians2D              # input px, one per kept point
     params: GaussianParams         # at the working resolution (level 1)
     pts: np.ndarray                # (N, 2) working px
-    target_np: np.ndarray          # (H, W, 3) float [0, 1], working resolution
+    image: np.ndarray              # (H, W, 3) uint8 RGB, working resolution
+    target_np: np.ndarray          # the same as float [0, 1]
     bg_np: np.ndarray              # (H, W, 3) background layer at working resolution
     fg_count: int                  # pixels of the reconstruction term
-    knn: np.ndarray                # (N,) working px
     init_std: np.ndarray           # (N,) working px
     shrink: Tuple[float, float]    # input px per working px (x, y)
     device: torch.device
@@ -197,8 +197,7 @@ def fit_soft(pinned: PinnedFit, soft: Dict[str, Any], delta: float, beta: float,
     reach = float(soft['reach']) * np.maximum(major, 0.5 * d1)
     sites = densify_sites(residual, pinned.pts, reach, 0.5 * scale,
                           float(soft['residual']), budget)
-    img8 = np.clip(np.round(pinned.target_np * 255), 0, 255).astype(np.uint8)
-    site_std = (scale_space_std(img8, sites) if len(sites) else np.zeros(0))
+    site_std = (scale_space_std(pinned.image, sites) if len(sites) else np.zeros(0))
     params = _seed_params(pinned, sites, np.maximum(site_std, 1.0),
                           settings.get('max_growth'))
 

@@ -17,15 +17,8 @@ from mmcv.transforms import BaseTransform
 from mmcv.transforms.utils import cache_randomness
 
 from gst_mm.registry import TRANSFORMS
-from gst_mm.splatting import (
-    GaussianCache,
-    GaussianCacheError,
-    Gaussians2D,
-    default_cache_dir,
-    file_sha1_memo,
-)
+from gst_mm.splatting import GaussianCache, Gaussians2D, default_cache_dir, file_sha1_memo
 from gst_mm.splatting.fit import fit_cfg_key
-from gst_mm.splatting.soft_gaussians import SoftGaussians
 from gst_mm.structures import CountingDataSample
 
 from .geometry import (
@@ -131,14 +124,7 @@ class LoadCrowdGaussians(BaseTransform):
             gaussians, index = self.cache_for(results).load(
                 results['img_path'], points=points, image_size=tuple(shape[:2]),
                 image_sha1=file_sha1_memo(results['img_path']), fit_key=self.fit_key,
-                return_index=True)
-            if isinstance(gaussians, SoftGaussians) != (self.plan == 'soft'):
-                found = 'soft' if isinstance(gaussians, SoftGaussians) else 'hard'
-                raise GaussianCacheError(
-                    f"{_sample_name(results)}: LoadCrowdGaussians plan {self.plan!r} found a "
-                    f'{found}-plan cache entry in {self.cache_for(results).root}; fit it '
-                    'with the same plan (GSTPrecomputeHook / tools/precompute.py on this '
-                    'config)')
+                plan='soft' if self.plan == 'soft' else 'hard', return_index=True)
             index = np.asarray(index, np.int64)
             if len(index) != n:  # the fit dropped points (drop_outside): drop them too
                 results[GAUSSIANS_KEY] = None

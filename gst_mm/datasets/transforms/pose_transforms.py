@@ -207,7 +207,6 @@ class LoadPoseTransportKernel(BaseTransform):
     # ------------------------------------------------------------------ transform
     def transform(self, results: Dict) -> Dict:
         """Add ``results['gst_kernels']`` and register it for ``PackPoseInputs``."""
-        from gst_mm.splatting.soft_gaussians import SoftGaussians
         from gst_mm.transport import point_kernels, soft_point_kernels
 
         img_path = results.get('img_path', '<unknown image>')
@@ -253,20 +252,14 @@ class LoadPoseTransportKernel(BaseTransform):
             shape = results.get('ori_shape')
             from gst_mm.splatting import file_sha1_memo
             cached = self.cache.load(img_path, image_size=None if shape is None else shape[:2],
-                                     image_sha1=file_sha1_memo(img_path), fit_key=self.fit_key)
+                                     image_sha1=file_sha1_memo(img_path), fit_key=self.fit_key,
+                                     plan=self.plan)
             # splatting convention (centres at +0.5) -> MMPose pixel indices
             cached_means = cached.means.detach().cpu().numpy().astype(np.float64) - 0.5
-            if isinstance(cached, SoftGaussians) != (self.plan == 'soft'):
-                from gst_mm.splatting import GaussianCacheError
-                found = 'soft' if isinstance(cached, SoftGaussians) else 'hard'
-                raise GaussianCacheError(
-                    f'{img_path}: LoadPoseTransportKernel plan {self.plan!r} found a '
-                    f'{found}-plan entry in {self.cache_dir}; fit it with the same plan '
-                    '(GSTPrecomputeHook / tools/precompute.py on this config)')
             idx = self.match_cached(cached_means, orig[use], img_path)
             kernel_cfg = dict(cutoff=self.cutoff, bg_ratio=self.bg_ratio,
                               min_std=self.min_std, max_std=self.max_std)
-            if isinstance(cached, SoftGaussians):  # the soft plan: every component moves
+            if self.plan == 'soft':  # every component moves
                 sub = cached.subset(idx)
                 comp = sub.components
                 c_in = apply_to_points(total, comp.means.numpy().astype(np.float64) - 0.5)

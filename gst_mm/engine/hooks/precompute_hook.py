@@ -11,7 +11,13 @@ from mmengine.runner import BaseLoop
 from gst_mm.registry import HOOKS
 from gst_mm.splatting.fit import fit_settings
 
-from ..precompute import dataset_cache_dir, fit_plan, precompute_dataset, resolve_fit_cfg
+from ..precompute import (
+    dataset_cache_dir,
+    fit_plan,
+    implied_fit_cfg,
+    precompute_dataset,
+    resolve_fit_cfg,
+)
 
 
 @HOOKS.register_module()
@@ -58,12 +64,8 @@ class GSTPrecomputeHook(Hook):
         self.cache_dir = cache_dir
         self.data_root = data_root
         self.fit_cfg = dict(fit_cfg or {})
-        # a typo in fit_cfg fails when the config is built (soft= settings imply the
-        # soft plan, which the pipeline names)
-        check = dict(self.fit_cfg)
-        if 'soft' in check:
-            check.setdefault('plan', 'soft')
-        fit_settings(**check)
+        # a typo in fit_cfg fails when the config is built
+        fit_settings(**implied_fit_cfg(self.fit_cfg))
         self.splits = tuple(splits)
         self.workers = workers
         self.allow_failures = allow_failures
