@@ -16,7 +16,8 @@ __all__ = ['__version__']
 
 if importlib.util.find_spec('mmpose') is not None:  # OpenMMLab adapters
     from . import datasets, engine, evaluation, models, structures, visualization  # noqa: F401
-    from .utils import register_all_modules, setup_checkpoint_loading
+    from .utils import register_all_modules, setup_checkpoint_loading, setup_visualizer_compat
 
     setup_checkpoint_loading()
+    setup_visualizer_compat()
     __all__ += ['register_all_modules']

@@ -1,8 +1,10 @@
 """Turn an MMPose top-down heatmap config into its GST (or OT-baseline) version.
 
     python tools/gstify_config.py SRC_CONFIG OUT_CONFIG [--loss {gst,ot}]
-        [--cache-dir DIR] [--fit-iterations 1000] [--mse-weight 0]
-        [--nonneg MODE] [--force]
+        [--preset {default,paper}] [--beta B] [--discrepancy {l1,log}]
+        [--cost-weight L] [--cost {sqdist,mahalanobis}] [--decode MODE]
+        [--nonneg MODE] [--mse-weight W] [--mse-warmup-iters N]
+        [--cache-dir DIR] [--fit-iterations 1000] [--force]
 
 ``SRC_CONFIG`` is a config file or an MMPose package config
 (``mmpose::body_2d_keypoint/topdown_heatmap/mpii/td-hm_res50_8xb64-210e_mpii-256x256.py``).
@@ -13,8 +15,12 @@ works from any directory) and changes only what the method needs.
 
 ``--loss gst`` (default):
 
-* ``model.head.type``: ``HeatmapHead`` -> ``gst_mm.GSTHeatmapHead`` (same
-  forward / decode / flip test; per-joint transport loss, method.md 5);
+* ``model.head``: ``HeatmapHead`` -> ``gst_mm.GSTHeatmapHead`` (same layers, forward
+  and flip test) with the recipe's settings (:class:`gst_mm.models.heads.recipe.PoseRecipe`:
+  ``--preset default``, the setting the pose benchmark chose, or ``--preset paper``,
+  the paper's own; single fields overridden by the options below); its loss is
+  ``gst_mm.JointTransportLoss`` and the source head's loss (MMPose's MSE) becomes
+  ``mse_loss`` (warm-up / mix term);
 * the train pipeline: ``gst_mm.LoadPoseTransportKernel`` inserted after
   ``TopdownAffine`` and ``GenerateTarget``, right before ``PackPoseInputs``;
 * ``custom_hooks``: ``gst_mm.GSTPrecomputeHook`` fits the missing Gaussians of
@@ -53,17 +59,17 @@ class UnsupportedConfig(ValueError):
 
 def nonneg_choices() -> Tuple[Tuple[str, ...], str]:
     """``(modes, default)`` of ``GSTHeatmapHead``'s ``nonneg`` argument, read from
-    :mod:`gst_mm.models.heads.joint_transport` and the head's signature."""
+    :mod:`gst_mm.models.heads.density_maps` and the head's signature."""
     import inspect
 
-    from gst_mm.models.heads.joint_transport import NONNEG_MODES
+    from gst_mm.models.heads.density_maps import NONNEG_MODES
     modes = tuple(NONNEG_MODES)
     try:
         from gst_mm.models.heads import GSTHeatmapHead
         default = inspect.signature(GSTHeatmapHead.__init__).parameters['nonneg'].default
     except (ImportError, KeyError):  # pragma: no cover - mmpose missing
-        from gst_mm.models.heads import joint_transport
-        default = getattr(joint_transport, 'DEFAULT_NONNEG', modes[0])
+        from gst_mm.models.heads import density_maps
+        default = getattr(density_maps, 'DEFAULT_NONNEG', modes[0])
     return modes, default
 
 
@@ -181,16 +187,14 @@ def check_head(head: Optional[Dict[str, Any]], src: str) -> None:
 def gstify(src: str,
            out: Optional[str] = None,
            cache_dir: Optional[str] = None,
-           fit_iterations: int = 1000,
-           mse_weight: float = 0.0,
-           nonneg: Optional[str] = None,
+           recipe: Any = None,
            loss: str = 'gst') -> str:
     """Text of the GST (``loss='gst'``) or OT-baseline (``loss='ot'``) config
     derived from ``src`` (see module docstring).
 
     ``out`` (where the text will be written) is accepted for compatibility; the
-    ``_base_`` entry does not depend on it (:func:`portable_base`). ``nonneg``
-    defaults to ``GSTHeatmapHead``'s own default.
+    ``_base_`` entry does not depend on it (:func:`portable_base`). ``recipe``: the
+    GST settings (default: ``PRESETS['default']``).
 
     Raises:
         UnsupportedConfig: naming what the source has that cannot be converted.
@@ -223,10 +227,8 @@ def gstify(src: str,
             '',
         ])
 
-    modes, default_nonneg = nonneg_choices()
-    nonneg = default_nonneg if nonneg is None else nonneg
-    if nonneg not in modes:
-        raise UnsupportedConfig(f'--nonneg must be one of {modes}, got {nonneg!r}')
+    from gst_mm.models.heads.recipe import PRESETS
+    recipe = PRESETS['default'] if recipe is None else recipe
     dataset = cfg.train_dataloader.dataset
     if 'pipeline' not in dataset:
         raise UnsupportedConfig(f'{src}: train_dataloader.dataset has no pipeline (wrapped or '
@@ -248,9 +250,11 @@ def gstify(src: str,
         if _type_of(step) == 'LoadPoseTransportKernel':
             step['cache_dir'], step['data_root'] = _Name('gaussian_cache_dir'), _Name(
                 'gaussian_data_root')
+            step.update(recipe.transform())
     hook = dict(type='gst_mm.GSTPrecomputeHook', cache_dir=_Name('gaussian_cache_dir'),
                 data_root=_Name('gaussian_data_root'),
-                fit_cfg=dict(iterations=int(fit_iterations)), splits=('train', ))
+                fit_cfg=dict(iterations=int(recipe.fit_iterations)), splits=('train', ))
+    head_fields = recipe.head(mse_loss=_plain(head.get('loss', None)))
 
     paths = [
         '# Paths. The data sets, headbox file and Gaussian cache all live under data_root:',
@@ -275,18 +279,14 @@ def gstify(src: str,
         f'_base_ = [{base!r}]',
         '',
         'custom_imports = dict(',
-        "    imports=['gst_mm.models.heads', 'gst_mm.datasets.transforms.pose_transforms',",
-        "             'gst_mm.engine.hooks'],",
+        "    imports=['gst_mm.models.heads', 'gst_mm.models.losses',",
+        "             'gst_mm.datasets.transforms.pose_transforms', 'gst_mm.engine.hooks'],",
         '    allow_failed_imports=False)',
         '',
         *paths,
         '',
-        'model = dict(',
-        '    head=dict(',
-        "        type='gst_mm.GSTHeatmapHead',",
-        '        transport_weight=1.0,',
-        f'        mse_weight={float(mse_weight)!r},',
-        f'        nonneg={nonneg!r}))',
+        f'# GST settings: {recipe_name(recipe)} (docs/pose.md, "Which setting")',
+        f'model = dict(\n    head={_fmt(head_fields, 4)})',
         '',
         f'train_pipeline = {_fmt(new_pipeline)}',
         'train_dataloader = dict(dataset=dict(pipeline=train_pipeline))',
@@ -328,8 +328,32 @@ class _Name:
         return self.name
 
 
+def recipe_name(recipe) -> str:
+    """``"preset 'paper'"``, or the default preset's name with the changed fields."""
+    import dataclasses
+
+    from gst_mm.models.heads.recipe import PRESETS
+    for name, preset in PRESETS.items():
+        if recipe == preset:
+            return f'preset {name!r}'
+    base = PRESETS['default']
+    changed = [f'{f.name}={getattr(recipe, f.name)!r}' for f in dataclasses.fields(recipe)
+               if getattr(recipe, f.name) != getattr(base, f.name)]
+    return "preset 'default' with " + ', '.join(changed)
+
+
+#: command-line options that override one recipe field (option, field, type)
+RECIPE_OPTIONS = (('--beta', 'beta', float), ('--discrepancy', 'discrepancy', str),
+                  ('--cost-weight', 'cost_weight', float), ('--cost', 'cost', str),
+                  ('--decode', 'decode_mode', str), ('--nonneg', 'nonneg', str),
+                  ('--mse-weight', 'mse_weight', float),
+                  ('--mse-warmup-iters', 'mse_warmup_iters', int),
+                  ('--fit-iterations', 'fit_iterations', int))
+
+
 def parse_args(argv=None) -> argparse.Namespace:
-    modes, default = nonneg_choices()
+    from gst_mm.models.heads.recipe import PRESETS
+    modes, _ = nonneg_choices()
     parser = argparse.ArgumentParser(
         description='Convert an MMPose top-down heatmap config into its GST (or OT) version')
     parser.add_argument('src', help='source config: a file or mmpose::<path>')
@@ -337,24 +361,31 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--loss', default='gst', choices=LOSSES,
                         help="gst: GSTHeatmapHead + kernel transform + precompute hook "
                         "(default); ot: gst_mm.DensityHeatmapHead with gst_mm.HeatmapOTLoss")
+    parser.add_argument('--preset', default='default', choices=list(PRESETS),
+                        help="GST settings: 'default' (the benchmark's choice) or 'paper' "
+                        "(beta 1, L1, no transport cost, MMPose's decoder)")
+    choices = dict(discrepancy=None, cost=None, decode_mode=None, nonneg=list(modes))
+    for option, field, kind in RECIPE_OPTIONS:
+        parser.add_argument(option, dest=field, type=kind, default=None,
+                            choices=choices.get(field),
+                            help=f'recipe field {field} (default: the preset\'s)')
     parser.add_argument('--cache-dir', help='Gaussian cache directory (default: '
                         '<train data_root>/gst_cache)')
-    parser.add_argument('--fit-iterations', type=int, default=1000,
-                        help='Gaussian fit iterations per image (method.md 5: 1000)')
-    parser.add_argument('--mse-weight', type=float, default=0.0,
-                        help='weight of the usual heatmap MSE term mixed into the loss')
-    parser.add_argument('--nonneg', default=default, choices=list(modes),
-                        help='how raw heatmaps become non-negative mass for the transport '
-                        f"loss (default: GSTHeatmapHead's, {default})")
     parser.add_argument('--force', action='store_true', help='overwrite OUT')
     args = parser.parse_args(argv)
+    given = [opt for opt, field, _ in RECIPE_OPTIONS if getattr(args, field) is not None]
     if args.loss == 'ot':
-        unused = [name for name, used in (('--cache-dir', args.cache_dir is not None),
-                                          ('--mse-weight', args.mse_weight != 0.0),
-                                          ('--fit-iterations', args.fit_iterations != 1000))
-                  if used]
+        unused = given + (['--cache-dir'] if args.cache_dir is not None else []) + (
+            ['--preset'] if args.preset != 'default' else [])
         if unused:
             parser.error(f"{', '.join(unused)}: GST options, not used by --loss ot")
+        args.recipe = None
+        return args
+    try:
+        args.recipe = PRESETS[args.preset].replace(
+            **{field: getattr(args, field) for _, field, _ in RECIPE_OPTIONS})
+    except ValueError as e:
+        parser.error(str(e))
     return args
 
 
@@ -369,9 +400,8 @@ def main(argv=None) -> Tuple[str, str]:
     if osp.exists(args.out) and not args.force:
         _fail(f'{args.out} exists (use --force to overwrite)')
     try:
-        text = gstify(args.src, args.out, cache_dir=args.cache_dir,
-                      fit_iterations=args.fit_iterations, mse_weight=args.mse_weight,
-                      nonneg=args.nonneg, loss=args.loss)
+        text = gstify(args.src, args.out, cache_dir=args.cache_dir, recipe=args.recipe,
+                      loss=args.loss)
     except UnsupportedConfig as e:
         _fail(' '.join(str(e).split()))
     compile(text, args.out, 'exec')  # the output must be valid Python

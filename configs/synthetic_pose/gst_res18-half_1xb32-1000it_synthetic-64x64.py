@@ -17,8 +17,9 @@ gaussian_data_root = data_root
 
 # random init: 100 MSE warm-up steps, then pure GST (docs/pose.md, "Loss, density
 # and keypoint scores": pure GST from step 0 first learns the image-independent prior)
-model = dict(head=dict(type='gst_mm.GSTHeatmapHead', transport_weight=1.0, mse_weight=0.0,
-                       nonneg='softmax', mse_warmup_iters=100))
+model = dict(head=dict(type='gst_mm.GSTHeatmapHead',
+                       loss=dict(_delete_=True, type='gst_mm.JointTransportLoss'),
+                       mse_weight=0.0, nonneg='softmax', mse_warmup_iters=100))
 
 codec = dict(type='MSRAHeatmap', input_size=(64, 64), heatmap_size=(32, 32), sigma=1)
 train_pipeline = [

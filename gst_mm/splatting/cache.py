@@ -28,6 +28,7 @@ the hook and the tool refit it.
 """
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import os
@@ -222,9 +223,14 @@ class GaussianCache:
             mirrored under ``root``.
     """
 
-    def __init__(self, root: str, data_root: Optional[str] = None) -> None:
+    def __init__(self, root: str, data_root: Optional[str] = None, memo: int = 0) -> None:
         self.root = osp.abspath(str(root))
         self.data_root = osp.abspath(str(data_root)) if data_root is not None else None
+        #: entries read, kept in memory: ``memo`` most recent (0 = none), keyed by the
+        #: file's path and ``(inode, size, mtime_ns)`` so a replaced entry is read
+        #: again (the training loaders, which read each entry once per epoch)
+        self.memo = int(memo)
+        self._memo: 'collections.OrderedDict[str, tuple]' = collections.OrderedDict()
 
     def __repr__(self) -> str:
         return f'GaussianCache(root={self.root!r}, data_root={self.data_root!r})'
@@ -311,8 +317,15 @@ class GaussianCache:
         if it is missing, corrupt or of another format version."""
         import h5py
         path = self.path_for(img_path)
-        if not osp.exists(path):
-            raise GaussianCacheError(f'{img_path}: no Gaussian cache ({path})')
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise GaussianCacheError(f'{img_path}: no Gaussian cache ({path})') from None
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        hit = self._memo.get(path)
+        if hit is not None and hit[0] == stamp:
+            self._memo.move_to_end(path)
+            return dict(hit[1])
         try:
             with h5py.File(path, 'r') as f:
                 attrs = dict(f.attrs)
@@ -354,7 +367,12 @@ class GaussianCache:
             raise GaussianCacheError(f'{img_path}: corrupt Gaussian cache {path} '
                                      '(inconsistent array shapes)')
         rec['path'] = path
-        return rec
+        if self.memo > 0:  # arrays shared with later reads: load() copies them
+            self._memo[path] = (stamp, rec)
+            self._memo.move_to_end(path)
+            while len(self._memo) > self.memo:
+                self._memo.popitem(last=False)
+        return dict(rec)
 
     def status(self, img_path: str, points: Optional[np.ndarray] = None,
                image_size: Optional[Tuple[int, int]] = None, image_sha1: Optional[str] = None,
@@ -417,13 +435,13 @@ class GaussianCache:
         if found is not None:
             raise GaussianCacheError(f"{img_path}: stale Gaussian cache {rec['path']} "
                                      f'({found[1]}); {REPAIR_HINT}')
-        g = Gaussians2D(rec['means'], rec['covariances'], rec['colors'])
+        g = Gaussians2D(rec['means'].copy(), rec['covariances'].copy(), rec['colors'].copy())
         sf = rec['soft']
         if sf is not None:
-            g = SoftGaussians(Gaussians2D(sf['soft_means'], sf['soft_covariances'],
-                                          sf['soft_colors']), g, sf['soft_comp'],
-                              sf['soft_pen'], sf['soft_weight'])
-        return (g, rec['point_index']) if return_index else g
+            g = SoftGaussians(Gaussians2D(sf['soft_means'].copy(), sf['soft_covariances'].copy(),
+                                          sf['soft_colors'].copy()), g, sf['soft_comp'].copy(),
+                              sf['soft_pen'].copy(), sf['soft_weight'].copy())
+        return (g, rec['point_index'].copy()) if return_index else g
 
     def info(self, img_path: str) -> Dict[str, Any]:
         """Metadata of an entry (image size, point count, hashes, fit settings, path)."""

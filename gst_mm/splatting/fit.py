@@ -26,6 +26,7 @@ renderer, objective, early stop) are in :mod:`.fit_steps`.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -35,22 +36,34 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from . import free_fit
 from .background import background_mask, median_background, reestimate_background
 from .fit_config import (
-    NOT_SETTINGS,
     WINDOW_CAP,
+    FitSettings,
     default_device,
+    fit_cfg_key,
+    fit_settings,
     fit_settings_key,
-    resolve_settings,
 )
-from .fit_steps import GaussianParams, Splatter, coarse_factor, converged, make_level, objective
+from .fit_steps import (
+    GaussianParams,
+    Level,
+    Splatter,
+    coarse_factor,
+    converged,
+    make_level,
+    objective,
+    params_to_gaussians,
+    postprocess,
+)
 from .gaussians import Gaussians2D
 from .knn import knn_distance
 from .scale import scale_bounds, scale_space_std
 
-__all__ = ['FitInfo', 'fit_gaussians', 'fit_cfg_key', 'fit_settings', 'fit_settings_key',
-           'initial_stds', 'knn_distance', 'postprocess', 'to_rgb_uint8', 'check_points',
-           'median_background']
+__all__ = ['FitInfo', 'FitSettings', 'fit_gaussians', 'fit_cfg_key', 'fit_settings',
+           'fit_settings_key', 'initial_stds', 'knn_distance', 'postprocess', 'to_rgb_uint8',
+           'check_points', 'median_background']
 
 
 @dataclass
@@ -180,127 +193,45 @@ def _background_layer(bg_mode: str, img8: np.ndarray, target_np: np.ndarray,
     return np.zeros_like(target_np), h * w
 
 
-def postprocess(scales: torch.Tensor, angles: torch.Tensor, knn: np.ndarray,
-                delta: float) -> Tuple[torch.Tensor, int, int]:
-    """Process distorted Gaussians: aspect > ``delta`` -> isotropic at the minor std;
-    non-finite (or non-positive) stds -> isotropic ``max(knn/6, 1)`` px.
-    Returns ``(scales (N, 2), num_distorted, num_nonfinite)``."""
-    s = scales.clone()
-    bad = ~(torch.isfinite(s).all(1) & (s > 0).all(1) & torch.isfinite(angles))
-    fallback = torch.as_tensor(np.maximum(knn / 6.0, 1.0), dtype=s.dtype)
-    s[bad] = fallback[bad, None].expand(-1, 2)
-    lo, hi = s.min(1).values, s.max(1).values
-    distorted = (~bad) & (hi / lo > delta)
-    s[distorted] = lo[distorted, None].expand(-1, 2)
-    return s, int(distorted.sum()), int(bad.sum())
-
-
 # ---------------------------------------------------------------------- fit
-def fit_gaussians(image: np.ndarray, points: np.ndarray, *, iterations: Optional[int] = None,
-                  lr: float = 0.01, delta: float = 1.5, beta: float = 0.2,
-                  backend: str = 'auto', mode: str = 'default', init: Optional[str] = None,
-                  background: Optional[str] = None, scale_param: Optional[str] = None,
-                  early_stop: Optional[bool] = None, compositing: Optional[str] = None,
-                  knn_fraction: float = 0.3, scale_lr: Optional[float] = None,
-                  bg_updates: int = 6, bg_interval: int = 25, tol: float = 5e-3,
-                  patience: int = 10,
-                  window_margin: float = 1.15, downsample=None, coarse: Optional[int] = None,
-                  min_std_px: float = 4.0, max_growth: Optional[float] = None,
-                  seed: int = 0, drop_outside: bool = False, plan: str = 'hard',
-                  soft: Optional[Dict[str, Any]] = None,
-                  device: Optional[str] = None, name: str = 'image',
-                  return_info: bool = False):
-    """Fit one Gaussian per point, mean pinned at the point.
+@dataclass
+class WorkingImage:
+    """The image and points a fit works on (after the optional ``downsample``).
 
-    Args:
-        image: ``(H, W, 3)`` uint8 RGB (grayscale, RGBA, uint16 and float [0, 1] are
-            converted, see :func:`to_rgb_uint8`).
-        points: ``(N, 2)`` px (x, y), pixel centres at +0.5.
-        iterations: maximum Adam steps (preset: 300 default / 4000 reference).
-        lr: Adam learning rate (colour, angle; stds too unless ``scale_lr``).
-        delta, beta: deformity elimination threshold and weight.
-        backend: renderer, ``'auto'`` | ``'torch'`` | ``'gsplat'`` | ``'dense'`` (the
-            exact ``O(N H W)`` reference, for agreement tests); ``'auto'`` is
-            gsplat when it works and compositing is alpha, else the torch renderer
-            (:func:`.render.resolve_backend`; the choice is logged once).
-        mode: preset, ``'default'`` or ``'reference'`` (module doc).
-        init: ``'scale'`` (default preset: read from the image, :mod:`.scale`),
-            ``'knn'`` (``knn_fraction * d_knn``) or ``'reference'``.
-        background: ``'estimate'`` | ``'median'`` | ``'reference'`` | ``'none'``, or a
-            fixed ``(H, W, 3)`` float [0, 1] background layer (ablations).
-        scale_param: ``'log'`` or ``'linear'`` stds.
-        early_stop: stop once the mean loss of the last ``patience`` steps is less
-            than ``tol`` (relative) below the mean of the ``patience`` steps before.
-        compositing: ``'sum'`` (default on every renderer, so a GPU box and a CPU
-            box fit the same Gaussians) or ``'alpha'`` (the only one gsplat draws;
-            default when ``backend='gsplat'`` is asked for explicitly).
-        scale_lr: learning rate of the std parameters (default ``5 * lr`` for log stds,
-            i.e. 5 % per step, ``lr`` for linear).
-        bg_updates, bg_interval: re-estimate the background ``bg_updates`` times, every
-            ``bg_interval`` steps (``'estimate'`` only); the early stop applies after
-            the last re-estimate.
-        window_margin: slack of the torch renderer's reused pixel windows.
-        downsample: fit on the image shrunk by this factor (area averaging) and map the
-            Gaussians back; ``'auto'`` (default preset) picks
-            ``floor(q10(initial std) / min_std_px)`` clamped to [1, 8], so only images
-            whose objects are all large (by the initial, image-derived std) are
-            shrunk; 1 = full resolution (reference preset).
-        coarse: run the background re-estimation phase on the image shrunk by this
-            factor (4x fewer pixel pairs per step for 2) and converge at full resolution
-            afterwards (default preset 2, reference 1; only with ``'estimate'`` and log
-            stds; skipped when the shrunk image would be under 48 px).
-        max_growth: every std stays within ``[init / max_growth, init * max_growth]``
-            (default preset 3; reference unbounded; ``math.inf`` = unbounded):
-            Gaussians cannot balloon into textureless regions (docs/fit_scale.md).
-        seed: seeds the random initial angles (the fit is deterministic for a seed).
-        drop_outside: drop points outside the image with a warning instead of raising.
-        device: torch device (default: CUDA when present, else CPU).
-        name: names the image in error messages.
-        plan: ``'hard'`` (the paper: one pinned Gaussian per point) or ``'soft'``
-            (the pinned fit, then free Gaussians reduced onto the points,
-            :mod:`.free_fit`, docs/soft_kernel.md).
-        soft: settings of the soft plan (:data:`.free_fit.SOFT_DEFAULTS`); only with
-            ``plan='soft'``.
-        return_info: also return a :class:`FitInfo`.
-
-    Returns:
-        :class:`Gaussians2D` on CPU (float32) for the kept points, in input order
-        (a :class:`.soft_gaussians.SoftGaussians` for ``plan='soft'``), and the
-        :class:`FitInfo` with ``return_info``.
+    Attributes:
+        img8: ``(H, W, 3)`` uint8 RGB at the working resolution; target_np: as float.
+        pts: ``(N, 2)`` working px; full_pts: the input points (input px).
+        knn: ``(N,)`` kNN distance px (working); init_std: ``(N,)`` initial stds px.
+        shrink: input px per working px ``(x, y)``; factor: the downsample factor.
+        window: the background's median window px.
+        bg_np, fg_count: the background layer and the reconstruction's pixel count.
+        device: torch device of the fit.
     """
-    t0 = time.perf_counter()
-    _check_plan(plan, soft)
-    cfg, settings = resolve_settings(
-        mode, iterations=iterations, init=init, background=background,
-        scale_param=scale_param, early_stop=early_stop, downsample=downsample, coarse=coarse,
-        max_growth=max_growth, lr=lr, delta=delta, beta=beta, backend=backend,
-        compositing=compositing, knn_fraction=knn_fraction, scale_lr=scale_lr,
-        bg_updates=bg_updates, bg_interval=bg_interval, tol=tol, patience=patience, seed=seed,
-        min_std_px=min_std_px, drop_outside=drop_outside)
-    backend, compositing = settings['backend'], settings['compositing']
-    img8 = to_rgb_uint8(image, name)
-    H, W = img8.shape[:2]
-    pts, kept = check_points(points, H, W, name=name, drop_outside=drop_outside)
-    _add_plan(settings, plan, soft)
-    info = FitInfo(kept=kept, settings=settings, fit_key=fit_settings_key(settings))
-    n = len(pts)
-    if n == 0:
-        info.seconds = time.perf_counter() - t0
-        empty = Gaussians2D.empty()
-        if plan == 'soft':
-            from .soft_gaussians import SoftGaussians
-            empty = SoftGaussians.hard(empty)
-        return (empty, info) if return_info else empty
+    img8: np.ndarray
+    target_np: np.ndarray
+    pts: np.ndarray
+    full_pts: np.ndarray
+    knn: np.ndarray
+    init_std: np.ndarray
+    shrink: Tuple[float, float]
+    factor: int
+    window: float
+    bg_np: np.ndarray
+    fg_count: int
+    device: torch.device
 
-    dev = torch.device(device if device is not None else default_device())
-    gen = torch.Generator().manual_seed(int(seed))
+
+def working_image(img8: np.ndarray, pts: np.ndarray, cfg: Dict[str, Any], fs: FitSettings,
+                  info: FitInfo) -> WorkingImage:
+    """Initial stds, the working resolution (shrink images whose objects are all large)
+    and the background layer of a fit (records ``downsample_factor`` in ``info``)."""
+    H, W = img8.shape[:2]
     knn = knn_distance(pts)
-    init_std = initial_stds(img8, pts, knn, cfg['init'], knn_fraction)
+    init_std = initial_stds(img8, pts, knn, cfg['init'], fs.knn_fraction)
     info.init_std = init_std
-    # working resolution: shrink images whose objects are all large
     full_pts, sx, sy = pts, 1.0, 1.0
-    factor = _downsample_factor(cfg['downsample'], init_std, min_std_px)
-    settings['downsample_factor'] = factor
+    factor = _downsample_factor(cfg['downsample'], init_std, fs.min_std_px)
+    info.settings['downsample_factor'] = factor
     given = cfg.get('background_image')
     if factor > 1:
         import cv2
@@ -320,136 +251,140 @@ def fit_gaussians(image: np.ndarray, points: np.ndarray, *, iterations: Optional
     target_np = img8.astype(np.float32) / 255.0
     bg_np, fg_count = _background_layer(cfg['background'], img8, target_np, pts, knn, window,
                                         given)
+    dev = torch.device(fs.device if fs.device is not None else default_device())
+    return WorkingImage(img8, target_np, pts, full_pts, knn, init_std, (sx, sy), factor,
+                        window, bg_np, fg_count, dev)
 
+
+def pinned_fit(work: WorkingImage, cfg: Dict[str, Any], fs: FitSettings,
+               info: FitInfo) -> Tuple[GaussianParams, np.ndarray]:
+    """The Adam fit of the pinned Gaussians (method.md 3, 3b): the background phase on
+    the coarse level with its re-estimates, then the full working resolution until the
+    early stop. Returns the parameters (working px) and the final background layer."""
+    import cv2
+    s = info.settings
+    H, W = work.target_np.shape[:2]
+    n, pts, dev = len(work.pts), work.pts, work.device
+    gen = torch.Generator().manual_seed(int(fs.seed))
     log_stds = cfg['scale_param'] == 'log'
-    n_updates = bg_updates if cfg['background'] == 'estimate' else 0
+    n_updates = fs.bg_updates if cfg['background'] == 'estimate' else 0
     coarse_f = coarse_factor(H, W, cfg['coarse'], n_updates, log_stds)
-    settings['coarse_factor'] = coarse_f
-    level = make_level(target_np, pts, coarse_f, dev)
+    s['coarse_factor'] = coarse_f
+    level = make_level(work.target_np, pts, coarse_f, dev)
+    bg_np = work.bg_np
     if coarse_f > 1:
-        import cv2
         bg_np = cv2.resize(bg_np, (level.width, level.height), interpolation=cv2.INTER_AREA)
     bg = torch.as_tensor(bg_np, device=dev)
     xi = np.clip(np.floor(pts[:, 0]).astype(int), 0, W - 1)
     yi = np.clip(np.floor(pts[:, 1]).astype(int), 0, H - 1)
     growth = cfg['max_growth']
-    bounds = None if growth is None or math.isinf(growth) else tuple(b / level.px_scale
-                                               for b in scale_bounds(init_std, float(growth)))
-    params = GaussianParams(init_std / level.px_scale, torch.rand(n, generator=gen) * np.pi,
-                            torch.as_tensor(target_np[yi, xi]), log_stds, bounds, dev)
-    opt = params.optimizer(lr, settings['scale_lr'])
-    splat = Splatter(backend, compositing, window_margin)
+    bounds = None if growth is None or math.isinf(growth) else tuple(
+        b / level.px_scale for b in scale_bounds(work.init_std, float(growth)))
+    params = GaussianParams(work.init_std / level.px_scale, torch.rand(n, generator=gen) * np.pi,
+                            torch.as_tensor(work.target_np[yi, xi]), log_stds, bounds, dev)
+    opt = params.optimizer(fs.lr, s['scale_lr'])
+    splat = Splatter(s['backend'], s['compositing'], fs.window_margin)
 
-    def update_background() -> None:
+    def update_background(level: Level) -> torch.Tensor:
         """Re-estimate the background from what the current fit leaves uncovered."""
-        nonlocal bg, bg_np
+        nonlocal bg_np
         with torch.no_grad():
             rgb_fg, acc = splat(params.gaussians(level.means), level, None)
         bg_np = reestimate_background(level.target_np, rgb_fg.cpu().numpy(), acc.cpu().numpy(),
-                                      bg_np, window / level.px_scale)
-        bg = torch.as_tensor(bg_np, device=dev)
+                                      bg_np, work.window / level.px_scale)
+        return torch.as_tensor(bg_np, device=dev)
 
     last_update = 0
     for step in range(1, int(cfg['iterations']) + 1):
         out, _ = splat(params.gaussians(level.means), level, bg)
-        loss = objective(out, level.target, params.scales(), delta, beta,
-                         3 * fg_count * (level.height * level.width) / (H * W))
+        loss = objective(out, level.target, params.scales(), fs.delta, fs.beta,
+                         3 * work.fg_count * (level.height * level.width) / (H * W))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         params.clamp_()
         info.losses.append(float(loss.detach()))
         info.iterations = step
-        if n_updates and step % bg_interval == 0:
+        if n_updates and step % fs.bg_interval == 0:
             n_updates -= 1
             last_update = step
             if n_updates == 0 and coarse_f > 1:  # to working resolution: stds scale by px
-                import cv2
                 params.rescale(level.px_scale)
-                level = make_level(target_np, pts, 1, dev)
+                level = make_level(work.target_np, pts, 1, dev)
                 bg_np = cv2.resize(bg_np, (W, H), interpolation=cv2.INTER_LINEAR)
                 bg = torch.as_tensor(bg_np, device=dev)
                 splat.reset()
-            update_background()
-        elif (cfg['early_stop'] and not n_updates and step - last_update >= 2 * patience
-              and converged(info.losses, patience, tol)):
+            bg = update_background(level)
+        elif (cfg['early_stop'] and not n_updates and step - last_update >= 2 * fs.patience
+              and converged(info.losses, fs.patience, fs.tol)):
             break
     if level.px_scale != 1.0:  # stopped on the coarse level (tiny iteration budget)
-        import cv2
         params.rescale(level.px_scale)
         bg_np = cv2.resize(bg_np, (W, H), interpolation=cv2.INTER_LINEAR)
-    hard = _finish(params, pts, full_pts, knn, delta, factor, (sx, sy), info, t0, True)[0]
-    if plan == 'soft':
-        from .free_fit import PinnedFit, fit_soft
-        pinned = PinnedFit(hard, params, pts, img8, target_np, bg_np, fg_count, init_std,
-                           (sx, sy), dev, backend, compositing, window_margin)
-        result = fit_soft(pinned, settings['soft'], delta, beta, lr, info)
-        info.seconds = time.perf_counter() - t0
-        return (result, info) if return_info else result
-    return (hard, info) if return_info else hard
+    return params, bg_np
 
 
-def _finish(params: GaussianParams, pts: np.ndarray, full_pts: np.ndarray, knn: np.ndarray,
-            delta: float, factor: int, shrink: Tuple[float, float], info: FitInfo, t0: float,
-            return_info: bool):
-    """Post-process the fitted parameters into :class:`Gaussians2D` of the input image."""
-    with torch.no_grad():
+def finish(params: GaussianParams, work: WorkingImage, delta: float,
+           info: FitInfo) -> Gaussians2D:
+    """Post-process the fitted parameters into :class:`Gaussians2D` of the input image
+    (means exactly the input points)."""
+    if params.bounds is not None:
         s = params.scales().detach().cpu().float()
-        if params.bounds is not None:
-            hi = params.bounds[1].detach().cpu()
-            info.num_bounded = int((s >= hi * (1 - 1e-4)).any(1).sum())
-        ang = params.angle.detach().cpu().float() % np.pi
-        s, info.num_distorted, info.num_nonfinite = postprocess(s, ang, knn, delta)
-        ang = torch.where(torch.isfinite(ang), ang, torch.zeros_like(ang))
-        colors = torch.nan_to_num(torch.sigmoid(params.color.detach().cpu().float()), nan=0.5)
-        result = Gaussians2D.from_scales_angles(torch.as_tensor(pts, dtype=torch.float32), s,
-                                                ang, colors)
-        if factor > 1:  # back to input pixels; means exactly the input points
-            scale = torch.tensor([[shrink[0], 0.0], [0.0, shrink[1]]])
-            result = Gaussians2D(torch.as_tensor(full_pts, dtype=torch.float32),
-                                 scale @ result.covariances @ scale, colors)
+        hi = params.bounds[1].detach().cpu()
+        info.num_bounded = int((s >= hi * (1 - 1e-4)).any(1).sum())
+    result, info.num_distorted, info.num_nonfinite = params_to_gaussians(
+        params, torch.as_tensor(work.pts, dtype=torch.float32), work.knn, delta)
+    if work.factor > 1:  # back to input pixels; means exactly the input points
+        scale = torch.tensor([[work.shrink[0], 0.0], [0.0, work.shrink[1]]])
+        result = Gaussians2D(torch.as_tensor(work.full_pts, dtype=torch.float32),
+                             scale @ result.covariances @ scale, result.colors)
+    return result
+
+
+def fit_gaussians(image: np.ndarray, points: np.ndarray,
+                  settings: Optional[FitSettings] = None, *, name: str = 'image',
+                  return_info: bool = False, **fit_cfg: Any):
+    """Fit one Gaussian per point, mean pinned at the point.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB (grayscale, RGBA, uint16 and float [0, 1] are
+            converted, see :func:`to_rgb_uint8`).
+        points: ``(N, 2)`` px (x, y), pixel centres at +0.5.
+        settings: a :class:`.fit_config.FitSettings` (its docstring lists every
+            field); keywords (``fit_cfg``, a config's ``fit_cfg``) override its fields
+            or, without it, build one (``TypeError`` naming unknown keys).
+        name: names the image in error messages.
+        return_info: also return a :class:`FitInfo`.
+
+    Returns:
+        :class:`Gaussians2D` on CPU (float32) for the kept points, in input order
+        (a :class:`.soft_gaussians.SoftGaussians` for ``plan='soft'``), and the
+        :class:`FitInfo` with ``return_info``.
+    """
+    t0 = time.perf_counter()
+    if settings is None:
+        fs = FitSettings.from_cfg(fit_cfg)
+    else:
+        FitSettings.from_cfg(fit_cfg)  # unknown keys: TypeError naming them
+        fs = dataclasses.replace(settings, **fit_cfg)
+    cfg, resolved = fs.resolve()
+    img8 = to_rgb_uint8(image, name)
+    pts, kept = check_points(points, *img8.shape[:2], name=name, drop_outside=fs.drop_outside)
+    info = FitInfo(kept=kept, settings=resolved, fit_key=fit_settings_key(resolved))
+    if len(pts) == 0:
+        result = Gaussians2D.empty()
+        if fs.plan == 'soft':
+            from .soft_gaussians import SoftGaussians
+            result = SoftGaussians.hard(result)
+    else:
+        work = working_image(img8, pts, cfg, fs, info)
+        params, bg_np = pinned_fit(work, cfg, fs, info)
+        result = finish(params, work, fs.delta, info)
+        if fs.plan == 'soft':
+            pinned = free_fit.PinnedFit(
+                result, params, work.pts, work.img8, work.target_np, bg_np, work.fg_count,
+                work.init_std, work.shrink, work.device, resolved['backend'],
+                resolved['compositing'], fs.window_margin)
+            result = free_fit.fit_soft(pinned, resolved['soft'], fs.delta, fs.beta, fs.lr, info)
     info.seconds = time.perf_counter() - t0
     return (result, info) if return_info else result
-
-
-def fit_cfg_key(fit_cfg: Optional[Dict[str, Any]] = None) -> str:
-    """The cache's settings key of a fit with ``fit_cfg`` (keywords of
-    :func:`fit_gaussians`; ``TypeError`` naming unknown keys), without fitting."""
-    return fit_settings_key(fit_settings(**dict(fit_cfg or {})))
-
-
-def fit_settings(**fit_cfg) -> Dict[str, Any]:
-    """The resolved settings a :func:`fit_gaussians` call with ``fit_cfg`` would use
-    (preset, defaults and ``backend='auto'`` resolved), without fitting anything.
-
-    Raises ``TypeError`` naming unknown keys (a typo in a config's ``fit_cfg``)."""
-    import inspect
-    params = inspect.signature(fit_gaussians).parameters
-    unknown = sorted((set(fit_cfg) - set(params)) | (set(fit_cfg) & {'image', 'points'}))
-    if unknown:
-        raise TypeError(f'unknown fit setting(s) {unknown}; fit_gaussians takes '
-                        f'{sorted(k for k in params if k not in NOT_SETTINGS)}')
-    args = {k: p.default for k, p in params.items() if k not in NOT_SETTINGS}
-    args.update({k: v for k, v in fit_cfg.items() if k not in NOT_SETTINGS})
-    plan, soft = args.pop('plan'), args.pop('soft')
-    _check_plan(plan, soft)
-    settings = resolve_settings(args.pop('mode'), **args)[1]
-    _add_plan(settings, plan, soft)
-    return settings
-
-
-def _check_plan(plan: str, soft: Optional[Dict[str, Any]]) -> None:
-    if plan not in ('hard', 'soft'):
-        raise ValueError(f"unknown plan {plan!r}; expected 'hard' or 'soft'")
-    if soft is not None and plan != 'soft':
-        raise ValueError("soft= settings need plan='soft'")
-
-
-def _add_plan(settings: Dict[str, Any], plan: str, soft: Optional[Dict[str, Any]]) -> None:
-    """Record the soft plan and its resolved settings in ``settings`` (the hard plan
-    adds nothing, so its settings key is unchanged by the soft plan's existence)."""
-    if plan == 'soft':
-        from .free_fit import resolve_soft
-        settings.update(plan='soft', soft=resolve_soft(soft))
-
-

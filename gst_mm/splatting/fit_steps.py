@@ -7,6 +7,9 @@
 * :class:`Splatter` — renders the Gaussians at a level, reusing pixel windows.
 * :func:`objective` — L1 reconstruction + deformity elimination (method.md 3).
 * :func:`converged` — the early-stop rule.
+* :func:`postprocess` — "process distorted Gaussians" (method.md 3) after a fit.
+* :func:`params_to_gaussians` — fitted parameters to :class:`Gaussians2D` (post-processed),
+  shared by the pinned fit and the soft plan's free fit.
 
 Units: px of the level being fitted unless stated; means ``(x, y)``, pixel centres
 at +0.5.
@@ -181,3 +184,34 @@ def converged(losses: List[float], patience: int, tol: float) -> bool:
     last = float(np.mean(losses[-patience:]))
     prev = float(np.mean(losses[-2 * patience:-patience]))
     return prev - last < tol * last
+
+
+def postprocess(scales: torch.Tensor, angles: torch.Tensor, knn: np.ndarray,
+                delta: float) -> Tuple[torch.Tensor, int, int]:
+    """Process distorted Gaussians: aspect > ``delta`` -> isotropic at the minor std;
+    non-finite (or non-positive) stds -> isotropic ``max(knn/6, 1)`` px.
+    Returns ``(scales (N, 2), num_distorted, num_nonfinite)``."""
+    s = scales.clone()
+    bad = ~(torch.isfinite(s).all(1) & (s > 0).all(1) & torch.isfinite(angles))
+    fallback = torch.as_tensor(np.maximum(knn / 6.0, 1.0), dtype=s.dtype)
+    s[bad] = fallback[bad, None].expand(-1, 2)
+    lo, hi = s.min(1).values, s.max(1).values
+    distorted = (~bad) & (hi / lo > delta)
+    s[distorted] = lo[distorted, None].expand(-1, 2)
+    return s, int(distorted.sum()), int(bad.sum())
+
+
+@torch.no_grad()
+def params_to_gaussians(params: GaussianParams, means: torch.Tensor, knn: np.ndarray,
+                        delta: float) -> Tuple[Gaussians2D, int, int]:
+    """``(Gaussians2D on CPU float32, num_distorted, num_nonfinite)`` of fitted
+    ``params`` at ``means (N, 2)`` px: angles mod pi, :func:`postprocess` with the
+    ``knn`` fallback, non-finite angles / colours replaced (0 rad, grey)."""
+    s = params.scales().detach().cpu().float()
+    ang = params.angle.detach().cpu().float() % np.pi
+    s, num_distorted, num_nonfinite = postprocess(s, ang, knn, delta)
+    ang = torch.where(torch.isfinite(ang), ang, torch.zeros_like(ang))
+    colors = torch.nan_to_num(torch.sigmoid(params.color.detach().cpu().float()), nan=0.5)
+    g = Gaussians2D.from_scales_angles(torch.as_tensor(means).detach().cpu().float(), s, ang,
+                                       colors)
+    return g, num_distorted, num_nonfinite

@@ -29,47 +29,18 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from .fit_steps import GaussianParams, Splatter, converged, make_level, objective
+from .fit_steps import (
+    GaussianParams,
+    Splatter,
+    converged,
+    make_level,
+    objective,
+    params_to_gaussians,
+)
 from .gaussians import Gaussians2D
 from .reduction import reduce_onto_pens
 from .scale import scale_space_std
 from .soft_gaussians import SoftGaussians
-
-#: settings of the soft plan (``fit_cfg=dict(plan='soft', soft=dict(...))`` overrides)
-SOFT_DEFAULTS: Dict[str, Any] = dict(
-    densify=1.0,        # new components per annotation, at most
-    residual=0.05,      # smoothed residual (image in [0, 1]) a new component needs
-    reach=3.0,          # new components within reach * max(major std, d_nn / 2) of a click
-    refine_iters=100,   # free-fit steps, at most
-    early_stop=True,    # stop the free fit by the pinned fit's rule (patience, tol)
-    mean_lr=0.25,       # Adam step of the means, px
-    click_std=2.0,      # std px of a click's anchor Gaussian (None: the pinned fit's)
-    temperature=0.3,    # tau of the reduction's entropic OT (docs/soft_kernel.md sweep)
-    cutoff=3.0,         # d of the background pen (method.md 4)
-    candidates=8,       # annotations costed per component
-    min_resp=1e-3,      # smaller responsibilities go to the background
-)
-
-
-def resolve_soft(soft: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """:data:`SOFT_DEFAULTS` with ``soft``'s overrides (``TypeError`` naming unknown
-    keys, ``ValueError`` for out-of-range values)."""
-    cfg = dict(SOFT_DEFAULTS)
-    extra = sorted(set(soft or {}) - set(cfg))
-    if extra:
-        raise TypeError(f'unknown soft-plan setting(s) {extra}; expected {sorted(cfg)}')
-    cfg.update(soft or {})
-    for key in ('densify', 'residual', 'mean_lr', 'min_resp'):
-        if not float(cfg[key]) >= 0:
-            raise ValueError(f'soft plan: {key} must be >= 0, got {cfg[key]!r}')
-    if cfg['click_std'] is not None and not float(cfg['click_std']) > 0:
-        raise ValueError(f"soft plan: click_std must be > 0 or None, got {cfg['click_std']!r}")
-    for key in ('reach', 'temperature', 'cutoff'):
-        if not float(cfg[key]) > 0:
-            raise ValueError(f'soft plan: {key} must be > 0, got {cfg[key]!r}')
-    if int(cfg['refine_iters']) < 0 or int(cfg['candidates']) < 1:
-        raise ValueError('soft plan: refine_iters must be >= 0 and candidates >= 1')
-    return cfg
 
 
 @dataclass
@@ -175,7 +146,6 @@ def fit_soft(pinned: PinnedFit, soft: Dict[str, Any], delta: float, beta: float,
              info) -> SoftGaussians:
     """Steps 2-4 of the module docstring; ``info`` (a :class:`.fit.FitInfo`) gets
     ``soft_*`` diagnostics in its settings-free fields."""
-    from .fit import postprocess
     dev = pinned.device
     h, w = pinned.target_np.shape[:2]
     level = make_level(pinned.target_np, pinned.pts, 1, dev)
@@ -218,15 +188,8 @@ def fit_soft(pinned: PinnedFit, soft: Dict[str, Any], delta: float, beta: float,
             break
 
     # components in input px
-    with torch.no_grad():
-        s = params.scales().detach().cpu().float()
-        ang = params.base.angle.detach().cpu().float() % np.pi
-        fallback = 6.0 * np.concatenate([pinned.init_std, np.maximum(site_std, 1.0)])
-        s, _, _ = postprocess(s, ang, fallback, delta)
-        ang = torch.where(torch.isfinite(ang), ang, torch.zeros_like(ang))
-        colors = torch.nan_to_num(torch.sigmoid(params.base.color.detach().cpu().float()),
-                                  nan=0.5)
-        comps = Gaussians2D.from_scales_angles(params.mean.detach().cpu(), s, ang, colors)
+    fallback = 6.0 * np.concatenate([pinned.init_std, np.maximum(site_std, 1.0)])
+    comps = params_to_gaussians(params.base, params.mean, fallback, delta)[0]
     sx, sy = pinned.shrink
     comps = comps.transform([[sx, 0.0], [0.0, sy]])
 

@@ -3,13 +3,24 @@
 No mmengine / mmcv / mmpose imports here: the registered loss modules live in
 ``gst_mm.models.losses`` and call these functions.
 """
+from .joint_plan import (
+    COST_KEY,
+    DISCREPANCIES,
+    KERNEL_KEY,
+    joint_transport_costs,
+    joint_transport_losses,
+    transported_masses,
+    weighted_joint_mean,
+)
 from .kernel import (
+    COST_KINDS,
     DEFAULT_EPS,
     TransportKernel,
     build_kernel,
     cell_centres,
     clamp_covariances,
     heuristic_kernel,
+    point_costs,
     point_kernels,
     window_radius,
 )
@@ -47,7 +58,9 @@ from .soft_kernel import build_soft_kernel, soft_point_kernels
 
 __all__ = [
     'DEFAULT_EPS', 'TransportKernel', 'build_kernel', 'cell_centres', 'clamp_covariances',
-    'heuristic_kernel', 'point_kernels', 'window_radius', 'build_soft_kernel',
+    'heuristic_kernel', 'point_kernels', 'point_costs', 'COST_KINDS', 'window_radius',
+    'KERNEL_KEY', 'COST_KEY', 'DISCREPANCIES', 'joint_transport_costs',
+    'joint_transport_losses', 'transported_masses', 'weighted_joint_mean', 'build_soft_kernel',
     'soft_point_kernels', 'BATCH_REDUCTIONS', 'batch_mean',
     'batch_reduce', 'batch_dm_count_loss', 'check_reduction', 'dm_count_terms',
     'batch_transport_loss', 'bayesian_loss', 'dm_count_loss', 'pseudo_density',

@@ -400,3 +400,40 @@ def point_kernels(means: ArrayLike, covariances: ArrayLike, grid_shape: Tuple[in
     d2 = mahalanobis_sq(dx, dy, conic[:, None])
     logit = -d2 + cutoff ** 2 / 2 + 0.5 * logdet[:, None] - math.log(bg_ratio)
     return torch.sigmoid(logit).reshape(m.shape[0], *grid_shape).float()
+
+
+#: per-cell transport costs of a landmark plan (:func:`point_costs`)
+COST_KINDS = ('sqdist', 'mahalanobis')
+
+
+@torch.no_grad()
+def point_costs(means: ArrayLike, covariances: ArrayLike, grid_shape: Tuple[int, int],
+                stride: float, kind: str = 'sqdist', *, min_std: Optional[float] = None,
+                max_std: float = 20.0) -> Tensor:
+    """Cost ``c_n(x)`` of moving mass from each heatmap cell to point ``n``: the fixed
+    factor of the plan's transport cost ``W = sum_x d(x) K_fg(x) c(x)``
+    (:mod:`gst_mm.transport.joint_plan`).
+
+    Args:
+        means: ``(N, 2)`` ``(x, y)`` input px, cell ``k`` centred at ``stride * k +
+            stride / 2`` (as :func:`point_kernels`).
+        covariances: ``(N, 2, 2)`` px^2 (clamped as :func:`point_kernels` does).
+        grid_shape: ``(h, w)`` cells; stride: input px per cell.
+        kind: ``'sqdist'``: squared Euclidean distance in cells^2 (covariances
+            unused); ``'mahalanobis'``: ``d_M^2 / 2`` under the clamped covariance.
+
+    Returns:
+        ``(N, h, w)`` float32, 0 at the point.
+    """
+    if kind not in COST_KINDS:
+        raise ValueError(f'cost kind must be one of {COST_KINDS}, got {kind!r}')
+    grid_shape = (int(grid_shape[0]), int(grid_shape[1]))
+    m, _, conic, _ = _prepare(means, covariances, grid_shape, stride, min_std, max_std)
+    centres = cell_centres(grid_shape, stride, device=m.device, dtype=m.dtype)
+    dx = centres[None, :, 0] - m[:, None, 0]
+    dy = centres[None, :, 1] - m[:, None, 1]
+    if kind == 'sqdist':
+        cost = (dx * dx + dy * dy) / float(stride) ** 2
+    else:
+        cost = 0.5 * mahalanobis_sq(dx, dy, conic[:, None])
+    return cost.reshape(m.shape[0], *grid_shape).float()

@@ -101,13 +101,21 @@ def load_run_config(config: str, cfg_options: Optional[dict] = None,
 
     The work dir defaults to ``./work_dirs/<config name>`` (OpenMMLab convention).
 
+    Every option key is checked first (:func:`check_cfg_options`): a typo is a
+    :class:`ConfigOptionError`, a new top-level key a warning on stderr.
+
     Raises:
         FileNotFoundError: naming the config when it does not exist.
+        ConfigOptionError: an option key that names nothing (one line, with the
+            closest existing key).
     """
+    import sys
     if not osp.isfile(config):
         raise FileNotFoundError(f'config file {config} does not exist')
     os.environ.setdefault('LOCAL_RANK', str(local_rank))
     cfg = Config.fromfile(config)
+    for line in check_cfg_options(cfg, cfg_options):
+        print(f'warning: {line}', file=sys.stderr)
     if cfg_options:
         old_root = cfg.get('data_root', None)
         new_root = cfg_options.get('data_root', None)
@@ -124,3 +132,129 @@ def load_run_config(config: str, cfg_options: Optional[dict] = None,
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
     return cfg
+
+
+class ConfigOptionError(ValueError):
+    """A ``--cfg-options`` key that names nothing the config or its class accepts."""
+
+
+def _accepted_arguments(node: dict) -> Optional[set]:
+    """Keyword arguments of the class a config dict builds (its ``type``, looked up in
+    the registries of MMEngine, MMPose and gst_mm; every ``__init__`` of its MRO), or
+    ``None`` when unknown or when it takes arbitrary keywords of its own."""
+    import inspect
+    kind = node.get('type')
+    cls = kind if inspect.isclass(kind) else None
+    if isinstance(kind, str):
+        from mmengine.registry import (
+            DATA_SAMPLERS,
+            DATASETS,
+            EVALUATOR,
+            HOOKS,
+            LOG_PROCESSORS,
+            LOOPS,
+            METRICS,
+            MODEL_WRAPPERS,
+            MODELS,
+            OPTIM_WRAPPERS,
+            OPTIMIZERS,
+            PARAM_SCHEDULERS,
+            TRANSFORMS,
+            VISBACKENDS,
+            VISUALIZERS,
+        )
+        scope, _, name = kind.rpartition('.')
+        for reg in (MODELS, DATASETS, TRANSFORMS, HOOKS, METRICS, OPTIMIZERS, OPTIM_WRAPPERS,
+                    PARAM_SCHEDULERS, LOOPS, VISUALIZERS, VISBACKENDS, DATA_SAMPLERS,
+                    EVALUATOR, LOG_PROCESSORS, MODEL_WRAPPERS):
+            for root in (reg, *reg.children.values()):
+                for child in (root, *root.children.values()):
+                    if scope and child.scope != scope:
+                        continue
+                    found = child._module_dict.get(name)
+                    if found is not None and inspect.isclass(found):
+                        cls = found
+                        break
+                if cls is not None:
+                    break
+            if cls is not None:
+                break
+    if cls is None:
+        return None
+    names: set = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get('__init__')
+        if init is None:
+            continue
+        try:
+            params = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        for p in params:
+            if p.kind is p.VAR_KEYWORD:
+                if klass is cls and not any('__init__' in k.__dict__ for k in cls.__mro__[1:]):
+                    return None  # takes anything, passes it nowhere we can see
+                continue
+            names.add(p.name)
+    return names
+
+
+#: keyword arguments of the data loader dicts (MMEngine passes them to torch's DataLoader)
+_DATALOADER_KEYS = {'dataset', 'batch_size', 'shuffle', 'sampler', 'batch_sampler', 'num_workers',
+                    'collate_fn', 'pin_memory', 'drop_last', 'timeout', 'worker_init_fn',
+                    'multiprocessing_context', 'generator', 'prefetch_factor',
+                    'persistent_workers', 'pin_memory_device'}
+
+
+def check_cfg_options(cfg: Config, cfg_options: Optional[dict]) -> list:
+    """Check every ``--cfg-options`` key against ``cfg`` before anything is built.
+
+    A key whose parent exists but which is neither in the parent dict nor an argument
+    of the class the dict builds (``type``) is a :class:`ConfigOptionError` naming the
+    closest existing key (``train_dataloader.batch_sise`` -> ``batch_size``). A new
+    top-level key is allowed (configs declare their own variables) but returned as a
+    warning, with the closest existing key when one is close (``data_roots`` ->
+    ``data_root``). List indices (``a.0.b``) are followed.
+
+    Returns:
+        the warning lines (empty when every key is known).
+    """
+    import difflib
+    warnings_out = []
+    for path in (cfg_options or {}):
+        parts = str(path).split('.')
+        node: Any = cfg._cfg_dict
+        for depth, part in enumerate(parts):
+            where = '.'.join(parts[:depth]) or '<top level>'
+            if isinstance(node, (list, tuple)) and part.isdigit():
+                if int(part) >= len(node):
+                    raise ConfigOptionError(f'--cfg-options {path}: {where} has only '
+                                            f'{len(node)} items')
+                node = node[int(part)]
+                continue
+            if not isinstance(node, dict):
+                break  # overriding inside a non-dict value: MMEngine replaces it
+            if part in node:
+                node = node[part]
+                continue
+            known = list(node.keys())
+            if depth == 0:
+                close = difflib.get_close_matches(part, known, n=1, cutoff=0.8)
+                hint = f' (did you mean {close[0]!r}?)' if close else ''
+                warnings_out.append(f'--cfg-options {path}: {part!r} is a new top-level key of '
+                                    f'the config{hint}')
+                break
+            accepted = _accepted_arguments(node)
+            if where.endswith('dataloader') and 'type' not in node:
+                accepted = _DATALOADER_KEYS
+            if accepted is not None and part in accepted:
+                break
+            if accepted is None and 'type' in node:
+                break  # a class whose arguments cannot be listed: MMEngine decides
+            pool = sorted(set(known) | (accepted or set()))
+            close = difflib.get_close_matches(part, pool, n=1, cutoff=0.6)
+            if accepted is None and not close:
+                break  # an untyped dict gaining a new key (e.g. train_cfg.val_begin)
+            hint = f'; the closest is {where}.{close[0]}' if close else ''
+            raise ConfigOptionError(f'--cfg-options {path}: {where} has no key {part!r}{hint}')
+    return warnings_out

@@ -235,7 +235,7 @@ def test_fit_settings_key_covers_what_changes_the_result():
     keys = [fit_settings_key(fit_settings(**c)) for c in changed]
     assert base not in keys and len(set(keys)) == len(keys)
     # device, name and the renderer's window slack do not change the Gaussians
-    assert fit_settings_key(fit_settings(device='cpu', name='x', window_margin=2.0)) == base
+    assert fit_settings_key(fit_settings(device='cpu', window_margin=2.0)) == base
     assert fit_settings_key(fit_settings(backend='auto')) == \
         fit_settings_key(fit_settings(backend='torch'))
     with pytest.raises(TypeError, match='iteration'):

@@ -29,34 +29,40 @@ def _types(pipeline):
 
 
 @pytest.mark.parametrize('width', [32, 48])
-def test_shipped_configs_are_gstify_output_and_change_only_gst_parts(mpii, width, load_tool):
+@pytest.mark.parametrize('preset,prefix', [('default', 'gst'), ('paper', 'gst-paper')])
+def test_shipped_configs_are_gstify_output_and_change_only_gst_parts(mpii, width, preset, prefix,
+                                                                     load_tool):
+    from gst_mm.models.heads.recipe import PRESETS
+    recipe = PRESETS[preset]
     name = f'hrnet-w{width}_8xb64-210e_mpii-256x256.py'
     src = f'mmpose::body_2d_keypoint/topdown_heatmap/mpii/td-hm_{name}'
-    gst_path = osp.join(REPO, 'configs', 'mpii', f'gst_{name}')
-    text = load_tool('gstify_config').gstify(src, gst_path)
-    assert open(gst_path).read() == text, 'regenerate with tools/gstify_config.py'
+    gst_path = osp.join(REPO, 'configs', 'mpii', f'{prefix}_{name}')
+    text = load_tool('gstify_config').gstify(src, gst_path, recipe=recipe)
+    assert open(gst_path).read() == text, (
+        f'regenerate with tools/gstify_config.py {src} {gst_path} --preset {preset} --force')
 
     gst = _unscoped(Config.fromfile(gst_path).to_dict())
     plain = _unscoped(Config.fromfile(osp.join(REPO, 'configs', 'mpii', f'td-hm_{name}')).to_dict())
-    # the GST parts
+    # the GST parts: the recipe's head fields, MMPose's MSE loss kept as mse_loss
     head = gst['model'].pop('head')
-    assert head.pop('type') == 'gst_mm.GSTHeatmapHead'
-    default_nonneg = load_tool('gstify_config').nonneg_choices()[1]  # the head's default
-    assert (head.pop('transport_weight'), head.pop('mse_weight'), head.pop('nonneg')) == \
-        (1.0, 0.0, default_nonneg)
     plain_head = plain['model'].pop('head')
-    assert plain_head.pop('type') == 'HeatmapHead' and head == plain_head
+    assert plain_head.pop('type') == 'HeatmapHead'
+    expected = recipe.head(mse_loss=plain_head.pop('loss'))
+    expected['loss'].pop('_delete_')
+    for key, value in expected.items():
+        assert head.pop(key) == value, key
+    assert head == plain_head  # the layers, codec and test settings are MMPose's
     pipe = gst['train_dataloader']['dataset'].pop('pipeline')
     plain_pipe = plain['train_dataloader']['dataset'].pop('pipeline')
     step = pipe.pop(_types(pipe).index('gst_mm.LoadPoseTransportKernel'))
     assert _types(pipe)[_types(pipe).index('GenerateTarget') + 1] == 'PackPoseInputs'
     assert step == dict(type='gst_mm.LoadPoseTransportKernel', cache_dir='data/mpii/gst_cache',
-                        data_root='data/mpii/', stride=4)
+                        data_root='data/mpii/', stride=4, **recipe.transform())
     assert pipe == plain_pipe
     hooks = gst.pop('custom_hooks')
     assert hooks == plain.pop('custom_hooks', []) + [dict(
         type='gst_mm.GSTPrecomputeHook', cache_dir='data/mpii/gst_cache', data_root='data/mpii/',
-        fit_cfg=dict(iterations=1000), splits=('train', ))]
+        fit_cfg=dict(iterations=recipe.fit_iterations), splits=('train', ))]
     for key in ('custom_imports', 'gaussian_cache_dir', 'gaussian_data_root', 'train_pipeline'):
         gst.pop(key)
     plain.pop('train_pipeline', None)

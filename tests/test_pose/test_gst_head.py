@@ -12,7 +12,7 @@ def _head(**kwargs):
     from gst_mm.registry import MODELS
     cfg = dict(type='gst_mm.GSTHeatmapHead', in_channels=8, out_channels=4,
                deconv_out_channels=None, decoder=CODEC,
-               loss=dict(type='KeypointMSELoss', use_target_weight=True))
+               mse_loss=dict(type='KeypointMSELoss', use_target_weight=True))
     cfg.update(kwargs)
     return MODELS.build(cfg)
 

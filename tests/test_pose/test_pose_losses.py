@@ -6,12 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from gst_mm.models.heads.joint_transport import (
-    joint_transport_loss,
-    mass_offset,
-    nonnegative,
-    peak_mass,
-)
+from gst_mm.models.heads.density_maps import mass_offset, nonnegative, peak_mass
+from gst_mm.models.losses import JointTransportLoss
 from gst_mm.transport import grid_ot_loss, grid_sinkhorn, sinkhorn
 
 CODEC = dict(type='MSRAHeatmap', input_size=(64, 64), heatmap_size=(16, 16), sigma=1)
@@ -30,7 +26,7 @@ def test_densities_hold_unit_mass_and_keep_the_peak():
     assert torch.equal(d.flatten(2).argmax(-1), raw.flatten(2).argmax(-1))
     # with unit mass the per-joint loss is 2 (1 - sum K d)
     kern = torch.rand(2, 3, 16, 12, dtype=torch.float64)
-    from gst_mm.models.heads.joint_transport import joint_transport_losses
+    from gst_mm.transport import joint_transport_losses
     assert torch.allclose(joint_transport_losses(d, kern),
                           2 * (1 - (kern * d).flatten(2).sum(-1)))
     raw = torch.zeros(2, 3, 16, 12, dtype=torch.float64)
@@ -46,7 +42,8 @@ def test_densities_hold_unit_mass_and_keep_the_peak():
     kern = torch.zeros_like(raw)
     kern[..., 5:8, 5:8] = 1.0
     for mode, alive in (('softmax', True), ('softplus', True), ('relu', False)):
-        (g, ) = torch.autograd.grad(joint_transport_loss(neg, kern, torch.ones(2, 3), mode), neg)
+        loss = JointTransportLoss()(nonnegative(neg, mode), kern, torch.ones(2, 3))
+        (g, ) = torch.autograd.grad(loss['loss_transport'], neg)
         assert bool((g.abs() > 0).all()) is alive
 
 
@@ -176,8 +173,8 @@ def test_collapse_guard_warns_once_naming_the_dead_channel(capsys):
 def test_mse_warmup_trains_on_mse_then_hands_over_to_gst():
     from mmengine.structures import InstanceData, PixelData
     from mmpose.structures import PoseDataSample
-    head = _gst_head(mse_warmup_iters=2, loss=dict(type='KeypointMSELoss',
-                                                   use_target_weight=True))
+    head = _gst_head(mse_warmup_iters=2, mse_loss=dict(type='KeypointMSELoss',
+                                                       use_target_weight=True))
     head.train()
     g = torch.Generator().manual_seed(0)
     s = PoseDataSample(metainfo=dict(img_path='a.jpg'))
@@ -197,7 +194,8 @@ def test_mse_warmup_trains_on_mse_then_hands_over_to_gst():
         assert losses['loss_transport'].item() == 0.0
         assert losses['loss_mse'].item() == pytest.approx(mse.item(), rel=1e-5)
     assert set(steps[2]) == {'loss_transport', 'acc_pose', 'joint_mass', 'mass_on_joint'}
-    ref = joint_transport_loss(heat, s.gt_fields.gst_kernels[None], torch.ones(1, 3))
+    ref = JointTransportLoss()(nonnegative(heat), s.gt_fields.gst_kernels[None],
+                               torch.ones(1, 3))['loss_transport']
     assert steps[2]['loss_transport'].item() == pytest.approx(ref.item(), rel=1e-5)
 
 

@@ -231,7 +231,7 @@ def test_gstify_nonneg_follows_the_head(registered, load_tool):
     import inspect
 
     from gst_mm.models.heads import GSTHeatmapHead
-    from gst_mm.models.heads.joint_transport import NONNEG_MODES
+    from gst_mm.models.heads.density_maps import NONNEG_MODES
     gstify = load_tool('gstify_config')
     modes, default = gstify.nonneg_choices()
     assert modes == tuple(NONNEG_MODES)

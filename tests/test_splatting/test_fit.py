@@ -150,13 +150,19 @@ def test_real_mpii_images(tmp_path, mpii_sample_dir):
 
 def test_windowed_and_dense_renderers_fit_the_same_gaussians():
     """The default fit is the same fit whichever renderer draws it (sum compositing
-    everywhere): the windowed torch renderer (CPU or CUDA) against the exact dense
-    one. Measured on 4 scenes of 96 px: stds within 0.55 % (median 0.03 %)."""
+    everywhere): the windowed torch renderer (CPU or CUDA) against the exact dense one.
+    Same objective and gradients at the same parameters (each step), and whole fits of
+    equal quality against the scene's known stds (trajectories are not compared: see
+    tests/test_splatting/fit_agreement.py). Measured here: median std error 0.108
+    (windowed) / 0.107 (dense); fitted stds within 0.55 % of each other on 4 scenes."""
     from gst_mm.splatting.fit import fit_settings, fit_settings_key
+
+    from .fit_agreement import assert_same_steps, objective_and_grads, std_error
     scene = make_scene(96, 96, 10, std_range=(2.0, 6.0), seed=0)
     fits = {b: fit_gaussians(scene.image, scene.points, backend=b) for b in ('torch', 'dense')}
-    rel = (fits['torch'].scales - fits['dense'].scales).abs() / fits['dense'].scales
-    assert float(rel.max()) < 0.02
-    assert float((fits['torch'].colors - fits['dense'].colors).abs().max()) < 0.01
+    assert_same_steps(scene, fits['dense'], objective_and_grads,
+                      lambda *a: objective_and_grads(*a, backend='dense'))
+    errs = {b: std_error(scene, g) for b, g in fits.items()}
+    assert errs['torch'] < 0.2 and abs(errs['torch'] - errs['dense']) < 0.03, errs
     # the renderer family is part of the settings key (a dense fit is another entry)
     assert fit_settings_key(fit_settings(backend='dense')) != fit_settings_key(fit_settings())

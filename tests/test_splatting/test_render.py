@@ -486,12 +486,18 @@ def test_loader_never_compiles(monkeypatch, tmp_path):
 
 
 def test_default_fit_runs_on_the_kernel_and_agrees_with_the_torch_path(kernel, monkeypatch):
-    # Adam amplifies float32 rounding (its first steps are +-lr whatever the gradient's
-    # size, and an isotropic start has angle gradients that are rounding noise), so two
-    # renderers' fits are compared by their losses, not their parameters: the first
-    # steps against the dense reference, a longer fit against the torch path.
+    # What must agree between the compiled kernel and the torch path is each step: the
+    # objective and its gradients at the same parameters (a single evaluation, so the
+    # bound holds on any CPU). Two whole Adam trajectories are *not* compared: Adam's
+    # first steps are +-lr whatever the gradient's size and an isotropic start has angle
+    # gradients that are rounding noise, so float rounding that differs between CPUs /
+    # SIMD paths legitimately separates them (measured on an AMD EPYC: final losses
+    # 0.7 % apart after 60 steps). Whole fits are compared by their quality against the
+    # scene's known truth instead.
     from gst_mm.splatting import fit_gaussians
     from gst_mm.splatting.synthetic import make_scene
+
+    from .fit_agreement import assert_same_steps, objective_and_grads, std_error
     scene = make_scene(64, 80, 6, seed=1)
     calls = []
     forward = _SumSplatCompiled.forward
@@ -500,17 +506,23 @@ def test_default_fit_runs_on_the_kernel_and_agrees_with_the_torch_path(kernel, m
         calls.append(1)
         return forward(*args)
 
-    def fit(iterations, **kw):
-        return fit_gaussians(scene.image, scene.points, iterations=iterations, seed=0,
-                             return_info=True, **kw)[1]
-
     with monkeypatch.context() as m:
         m.setattr(_SumSplatCompiled, 'forward', staticmethod(spy))
-        short = fit(3)
+        fit_gaussians(scene.image, scene.points, iterations=3, seed=0)
     assert calls  # the fit's renderer is the compiled kernel
-    dense = fit(3, backend='dense')
-    assert short.losses == pytest.approx(dense.losses, rel=1e-4)
-    info = fit(60)
-    _torch_path(monkeypatch)
-    info_torch = fit(60)
-    assert info.losses[-1] == pytest.approx(info_torch.losses[-1], rel=2e-3)
+
+    def torch_path(f):
+        with monkeypatch.context() as m:
+            _torch_path(m)
+            return f()
+
+    fitted = fit_gaussians(scene.image, scene.points, iterations=40, seed=0)
+    assert_same_steps(scene, fitted, objective_and_grads,
+                      lambda *a: torch_path(lambda: objective_and_grads(*a)))
+
+    err_c = std_error(scene, fit_gaussians(scene.image, scene.points, iterations=60, seed=0))
+    err_t = torch_path(lambda: std_error(
+        scene, fit_gaussians(scene.image, scene.points, iterations=60, seed=0)))
+    # measured (AMD EPYC, 1 thread): median std error 0.14 compiled / 0.12 torch path
+    assert err_c < 0.25 and err_t < 0.25, (err_c, err_t)
+    assert abs(err_c - err_t) < 0.06, (err_c, err_t)

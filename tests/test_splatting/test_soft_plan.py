@@ -6,7 +6,7 @@ import torch
 
 from gst_mm.splatting import GaussianCache, GaussianCacheError, Gaussians2D, fit_gaussians
 from gst_mm.splatting.fit import fit_cfg_key
-from gst_mm.splatting.free_fit import resolve_soft
+from gst_mm.splatting.fit_config import resolve_soft
 from gst_mm.splatting.soft_gaussians import SoftGaussians
 from gst_mm.splatting.synthetic import make_plan_scene
 from gst_mm.transport import build_kernel

@@ -315,7 +315,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
-    from gst_mm.splatting.free_fit import resolve_soft
+    from gst_mm.splatting.fit_config import resolve_soft
     load = os.getloadavg()[0]
     t0 = time.time()
     result = dict(

@@ -100,7 +100,8 @@ class LoadCrowdGaussians(BaseTransform):
                              'needs a cache_dir, or a data set that sets data_root')
         key = (cache_dir, data_root)
         if key not in self._caches:
-            self._caches[key] = GaussianCache(cache_dir, data_root=data_root)
+            # entries kept in memory per worker (a crowd entry: ~40 B per Gaussian)
+            self._caches[key] = GaussianCache(cache_dir, data_root=data_root, memo=256)
         return self._caches[key]
 
     def transform(self, results: dict) -> dict:

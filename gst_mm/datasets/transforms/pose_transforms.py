@@ -35,11 +35,13 @@ from mmcv.transforms import BaseTransform
 from mmpose.structures.bbox import get_warp_matrix
 
 from gst_mm.registry import TRANSFORMS
+from gst_mm.transport.joint_plan import COST_KEY, KERNEL_KEY
 
 from .geometry import apply_to_covariances, apply_to_points, compose, from_2x3, identity
 
-#: results key of the kernels and their ``gt_fields`` name after PackPoseInputs.
-KERNEL_KEY = 'gst_kernels'
+#: cache entries a loader keeps in memory (per worker; an entry holds one image's
+#: Gaussians, a few KiB for a pose image)
+CACHE_MEMO = 4096
 #: PackPoseInputs' default field table (used when no codec has set one).
 _DEFAULT_FIELD_TABLE = {
     'heatmaps': 'heatmaps',
@@ -92,18 +94,21 @@ def input_warp(results: Dict) -> np.ndarray:
 
 @TRANSFORMS.register_module()
 class LoadPoseTransportKernel(BaseTransform):
-    """Per-joint GST transport kernels ``K_fg (K, h, w)`` for a top-down sample.
+    """Per-joint GST transport kernels ``K_fg (K, h, w)`` (and cost maps) for a
+    top-down sample.
 
     Place after ``GenerateTarget`` (which resets ``results['field_mapping_table']``)
     and before ``PackPoseInputs``; the kernels reach the head as
-    ``data_sample.gt_fields.gst_kernels``.
+    ``data_sample.gt_fields.gst_kernels``, the cost maps as ``gst_costs``.
 
     Required keys: ``img_path``, ``keypoints (1, K, 2)``, ``keypoints_visible``,
     ``transformed_keypoints``, ``bbox_center``, ``bbox_scale``, ``input_size``,
     optional ``bbox_rotation``, ``flip``, ``flip_direction``, ``flip_indices``,
     ``ori_shape``. Added keys: ``gst_kernels (K, h, w)`` float32 (an all-zero
-    channel = joint not supervised: invisible or outside the input crop) and
-    ``field_mapping_table`` (a copy with ``gst_kernels`` added).
+    channel = joint not supervised: invisible or outside the input crop),
+    ``gst_costs (K, h, w)`` float32 (with ``cost``; the cost of moving a cell's mass
+    to the joint, :func:`gst_mm.transport.point_costs`) and ``field_mapping_table``
+    (a copy with both added).
 
     Args:
         cache_dir: Gaussian cache root (``gaussian_cache_dir`` of the config;
@@ -121,6 +126,12 @@ class LoadPoseTransportKernel(BaseTransform):
             against pipeline steps this transform does not reproduce).
         fit_cfg: the precompute hook's ``fit_cfg``; when given, an entry fitted
             with other settings is stale.
+        plan: ``'hard'`` (one pinned Gaussian per joint) or ``'soft'``
+            (docs/soft_kernel.md).
+        cost: per-cell transport cost maps for the loss's cost term: ``'sqdist'``
+            (squared distance to the joint in heatmap cells), ``'mahalanobis'``
+            (``d_M^2 / 2`` under the joint's clamped Gaussian; the soft plan uses the
+            joint's pinned Gaussian) or ``None`` (no maps: a loss without cost term).
 
     The cache entry is checked by the cache's validity rule: the loaded image's
     size, the image file's content hash and (with ``fit_cfg``) the fit settings;
@@ -138,8 +149,14 @@ class LoadPoseTransportKernel(BaseTransform):
                  match_tol: float = 1.0,
                  check_tol: float = 0.05,
                  fit_cfg: Optional[dict] = None,
-                 plan: str = 'hard') -> None:
+                 plan: str = 'hard',
+                 cost: Optional[str] = 'sqdist') -> None:
         super().__init__()
+        from gst_mm.transport import COST_KINDS
+        if cost is not None and cost not in COST_KINDS:
+            raise ValueError(f'LoadPoseTransportKernel: cost must be one of {COST_KINDS} or '
+                             f'None, got {cost!r}')
+        self.cost = cost
         if plan not in ('hard', 'soft'):
             raise ValueError(f"LoadPoseTransportKernel: plan must be 'hard' or 'soft', "
                              f'got {plan!r}')
@@ -165,7 +182,8 @@ class LoadPoseTransportKernel(BaseTransform):
         """The :class:`gst_mm.splatting.GaussianCache` (opened lazily, per worker)."""
         if self._cache is None:
             from gst_mm.splatting import GaussianCache
-            self._cache = GaussianCache(self.cache_dir, data_root=self.data_root)
+            self._cache = GaussianCache(self.cache_dir, data_root=self.data_root,
+                                        memo=CACHE_MEMO)
         return self._cache
 
     def __getstate__(self):
@@ -207,7 +225,7 @@ class LoadPoseTransportKernel(BaseTransform):
     # ------------------------------------------------------------------ transform
     def transform(self, results: Dict) -> Dict:
         """Add ``results['gst_kernels']`` and register it for ``PackPoseInputs``."""
-        from gst_mm.transport import point_kernels, soft_point_kernels
+        from gst_mm.transport import point_costs, point_kernels, soft_point_kernels
 
         img_path = results.get('img_path', '<unknown image>')
         for key in ('keypoints', 'keypoints_visible', 'input_size', 'bbox_center',
@@ -248,6 +266,7 @@ class LoadPoseTransportKernel(BaseTransform):
         use = np.flatnonzero(vis & inside)
 
         kernels = np.zeros((num_k, grid[0], grid[1]), np.float32)
+        costs = np.zeros_like(kernels) if self.cost is not None else None
         if len(use):
             shape = results.get('ori_shape')
             from gst_mm.splatting import file_sha1_memo
@@ -259,8 +278,11 @@ class LoadPoseTransportKernel(BaseTransform):
             idx = self.match_cached(cached_means, orig[use], img_path)
             kernel_cfg = dict(cutoff=self.cutoff, bg_ratio=self.bg_ratio,
                               min_std=self.min_std, max_std=self.max_std)
+            cov_in = None
             if self.plan == 'soft':  # every component moves
                 sub = cached.subset(idx)
+                if self.cost == 'mahalanobis':  # under the joint's pinned Gaussian
+                    cov_in = apply_to_covariances(total, sub.anchors.covariances.numpy())
                 comp = sub.components
                 c_in = apply_to_points(total, comp.means.numpy().astype(np.float64) - 0.5)
                 k = soft_point_kernels((c_in + self.stride / 2.0).astype(np.float32),
@@ -277,10 +299,20 @@ class LoadPoseTransportKernel(BaseTransform):
                                   **kernel_cfg)
             k = k.detach().cpu().numpy() if hasattr(k, 'detach') else np.asarray(k)
             kernels[use] = k.astype(np.float32)
+            if costs is not None:
+                centred = (means_in[use] + self.stride / 2.0).astype(np.float32)
+                if cov_in is None:  # sqdist of the soft plan: the covariance is unused
+                    cov_in = np.broadcast_to(np.eye(2, dtype=np.float32), (len(use), 2, 2))
+                costs[use] = point_costs(centred, np.ascontiguousarray(cov_in, np.float32),
+                                         grid, self.stride, self.cost, min_std=self.min_std,
+                                         max_std=self.max_std).numpy()
 
         results[KERNEL_KEY] = kernels
         table = dict(results.get('field_mapping_table') or _DEFAULT_FIELD_TABLE)
         table[KERNEL_KEY] = KERNEL_KEY
+        if costs is not None:
+            results[COST_KEY] = costs
+            table[COST_KEY] = COST_KEY
         results['field_mapping_table'] = table
         return results
 
@@ -288,4 +320,4 @@ class LoadPoseTransportKernel(BaseTransform):
         return (f'{self.__class__.__name__}(cache_dir={self.cache_dir!r}, '
                 f'data_root={self.data_root!r}, stride={self.stride}, cutoff={self.cutoff}, '
                 f'bg_ratio={self.bg_ratio}, min_std={self.min_std}, max_std={self.max_std}, '
-                f'plan={self.plan!r})')
+                f'plan={self.plan!r}, cost={self.cost!r})')

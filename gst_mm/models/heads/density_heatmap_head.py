@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import torch
 from mmpose.models.heads import HeatmapHead
 from mmpose.utils.tensor_utils import to_numpy
@@ -11,7 +12,14 @@ from torch import Tensor
 
 from gst_mm.registry import MODELS
 
-from .joint_transport import DEFAULT_NONNEG, NONNEG_MODES, nonnegative, peak_mass
+from .density_maps import (
+    DECODE_MODES,
+    DEFAULT_NONNEG,
+    NONNEG_MODES,
+    decode_cells,
+    nonnegative,
+    peak_mass,
+)
 
 SCORE_MODES = ('mass', 'raw')
 
@@ -26,9 +34,12 @@ class DensityHeatmapHead(HeatmapHead):
     head's logits are often all negative, and MMPose's ``get_heatmap_maximum``
     marks a keypoint whose maximum is ``<= 0`` as missing, ``(-1, -1)``):
 
-    * decoding reads the density ``d = nonneg(raw)`` (same argmax and sub-pixel
-      refinement direction, since every mode is monotone where it matters), and
-      ``acc_pose`` in training does too;
+    * decoding reads the density ``d = nonneg(beta * raw)`` (same argmax, since every
+      mode is monotone where it matters): MMPose's codec (``decode_mode='codec'``:
+      argmax + quarter-cell shift, or DARK when the codec is ``unbiased``), the mass
+      centroid around the argmax (``'centroid'``) or a Newton step on the log density
+      (``'dark'``) (:mod:`~gst_mm.models.heads.density_maps`), and ``acc_pose`` in
+      training reads the density too;
     * keypoint scores (``score='mass'``) are the mass within ``score_radius`` cells
       of the peak (:func:`~gst_mm.models.heads.joint_transport.peak_mass`): ~1 for
       a confident joint, like an MSE heatmap's peak value, so MMPose's
@@ -40,18 +51,31 @@ class DensityHeatmapHead(HeatmapHead):
 
     Args:
         nonneg: ``'softmax'`` (default), ``'softplus'``, ``'relu'`` or ``'abs'``
-            (:func:`~gst_mm.models.heads.joint_transport.nonnegative`).
+            (:func:`~gst_mm.models.heads.density_maps.nonnegative`).
         init_mass: channel mass at raw output 0 (``'softplus'`` only).
+        beta: inverse temperature of the density, ``nonneg(beta * raw)``.
         score, score_radius: keypoint score (see above); radius in heatmap cells.
+        decode_mode, decode_radius: keypoint decoder (see above; ``'codec'`` is
+            MMPose's) and the centroid's window half-size in heatmap cells.
         **kwargs: every :class:`HeatmapHead` argument.
     """
 
     def __init__(self, *args, nonneg: str = DEFAULT_NONNEG, init_mass: Optional[float] = 1.0,
-                 score: str = 'mass', score_radius: int = 2, **kwargs) -> None:
+                 beta: float = 1.0, score: str = 'mass', score_radius: int = 2,
+                 decode_mode: str = 'codec', decode_radius: int = 1, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         name = type(self).__name__
         if nonneg not in NONNEG_MODES:
             raise ValueError(f'{name}: nonneg must be one of {NONNEG_MODES}, got {nonneg!r}')
+        if decode_mode not in DECODE_MODES:
+            raise ValueError(f'{name}: decode_mode must be one of {DECODE_MODES}, got '
+                             f'{decode_mode!r}')
+        if not beta > 0 or int(decode_radius) < 0:
+            raise ValueError(f'{name}: need beta > 0 and decode_radius >= 0, got {beta}, '
+                             f'{decode_radius}')
+        self.beta = float(beta)
+        self.decode_mode = decode_mode
+        self.decode_radius = int(decode_radius)
         if score not in SCORE_MODES:
             raise ValueError(f'{name}: score must be one of {SCORE_MODES}, got {score!r}')
         if init_mass is not None and init_mass <= 0:
@@ -62,12 +86,24 @@ class DensityHeatmapHead(HeatmapHead):
         self.score_radius = int(score_radius)
 
     def density(self, heatmaps: Tensor) -> Tensor:
-        """Raw heatmaps ``(B, J, h, w)`` -> mass per cell."""
-        return nonnegative(heatmaps, self.nonneg, self.init_mass)
+        """Raw heatmaps ``(B, J, h, w)`` -> mass per cell, ``nonneg(beta * raw)``."""
+        return nonnegative(heatmaps, self.nonneg, self.init_mass, self.beta)
 
     def decode(self, batch_outputs: Tensor):
-        """MMPose's decoding of the density (not of the raw output)."""
-        return super().decode(self.density(batch_outputs))
+        """Keypoints of the density (not of the raw output): MMPose's codec
+        (``decode_mode='codec'``), or the centroid / Newton refinement in cells scaled
+        to the input as the codec scales its own (``scale_factor``)."""
+        density = self.density(batch_outputs)
+        if self.decode_mode == 'codec':
+            return super().decode(density)
+        from mmengine.structures import InstanceData
+        cells = decode_cells(batch_outputs, density, self.decode_mode, self.decode_radius,
+                             self.beta, self.nonneg)
+        scale = np.asarray(getattr(self.decoder, 'scale_factor', 1.0), np.float32)
+        keypoints = to_numpy(cells).astype(np.float32) * scale
+        scores = to_numpy(density.flatten(2).amax(-1)).astype(np.float32)
+        return [InstanceData(keypoints=k[None], keypoint_scores=s[None])
+                for k, s in zip(keypoints, scores)]
 
     def loss(self, feats, batch_data_samples: OptSampleList, train_cfg: ConfigType = {}) -> dict:
         """HeatmapHead's loss, with ``acc_pose`` computed on the density."""

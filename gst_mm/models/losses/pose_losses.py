@@ -1,5 +1,10 @@
 """Heatmap losses for MMPose heads, registered in gst_mm's ``MODELS`` registry.
 
+:class:`JointTransportLoss` is GST's per-joint transport loss (method.md 5), the loss a
+:class:`gst_mm.models.heads.GSTHeatmapHead` builds from ``loss=dict(...)``: a
+discrepancy between the plan's transported masses and their targets, plus the plan's
+optional transport cost (:mod:`gst_mm.transport.joint_plan`).
+
 :class:`HeatmapOTLoss` is the optimal-transport baseline of the pose benchmark
 (distribution matching between predicted and target heatmaps by entropic OT,
 as in HDM-HPE, Qu et al. 2022). It has the signature of MMPose's
@@ -16,7 +21,87 @@ import torch
 from torch import Tensor, nn
 
 from gst_mm.registry import MODELS
-from gst_mm.transport import fast_path_eps, grid_ot_loss
+from gst_mm.transport import (
+    DISCREPANCIES,
+    fast_path_eps,
+    grid_ot_loss,
+    joint_transport_costs,
+    joint_transport_losses,
+    weighted_joint_mean,
+)
+
+
+@MODELS.register_module()
+class JointTransportLoss(nn.Module):
+    """GST's per-joint transport loss on a density head's output (method.md 5).
+
+    For each joint ``j`` with its kernel ``K_fg`` (the plan's foreground column) and
+    density ``d`` (mass per heatmap cell, e.g. the head's softmax):
+
+        l_j = D(sum_x K_fg d, sum_x (1 - K_fg) d) + cost_weight * sum_x d K_fg c_j
+
+    ``D`` is ``'l1'`` (the paper: ``|m - 1| + |b|``) or ``'log'`` (``-log m + |b|``);
+    the second term is the plan's transport cost ``W`` with the fixed per-cell cost
+    ``c_j`` of the pose transform (``gst_costs``); ``cost_weight = 0`` is the paper's
+    setting (it drops ``W``). Details and measurements: docs/pose.md.
+
+    Args:
+        discrepancy: ``'l1'`` (default, the paper) or ``'log'``.
+        cost_weight: ``lambda_W`` (0: no cost term, and no cost maps needed). Keep a
+            rim cell cheaper than background: ``2 (1 - K) + lambda K c < 2``.
+        loss_weight: factor on both terms.
+        use_target_weight: weight joints by ``target_weights`` (visibility); a joint
+            whose kernel is all zero (outside the crop) always has weight 0.
+        eps: floor of the transported mass under ``'log'``.
+
+    Forward:
+        ``density (B, J, h, w)``, ``kernels (B, J, h, w)``, ``target_weights (B, J)``,
+        ``costs (B, J, h, w)`` or ``None`` -> ``dict(loss_transport=...)`` and, when
+        ``cost_weight > 0``, ``loss_cost``: each a weighted mean over the batch's joint
+        slots (``KeypointMSELoss``'s normalisation).
+    """
+
+    def __init__(self, discrepancy: str = 'l1', cost_weight: float = 0.0,
+                 loss_weight: float = 1.0, use_target_weight: bool = True,
+                 eps: float = 1e-4) -> None:
+        super().__init__()
+        if discrepancy not in DISCREPANCIES:
+            raise ValueError(f'JointTransportLoss: discrepancy must be one of {DISCREPANCIES}, '
+                             f'got {discrepancy!r}')
+        if cost_weight < 0 or loss_weight < 0 or not 0 < eps < 1:
+            raise ValueError('JointTransportLoss: need cost_weight >= 0, loss_weight >= 0 '
+                             f'and 0 < eps < 1, got {cost_weight}, {loss_weight}, {eps}')
+        self.discrepancy = discrepancy
+        self.cost_weight = float(cost_weight)
+        self.loss_weight = float(loss_weight)
+        self.use_target_weight = bool(use_target_weight)
+        self.eps = float(eps)
+
+    @property
+    def needs_costs(self) -> bool:
+        """True when the cost term is on (the head must pass the cost maps)."""
+        return self.cost_weight > 0
+
+    def joint_weights(self, kernels: Tensor, target_weights: Optional[Tensor]) -> Tensor:
+        """``(B, J)``: visibility (with ``use_target_weight``) times "kernel present"."""
+        present = (kernels.flatten(2).sum(-1) > 0).to(kernels.dtype)
+        if self.use_target_weight and target_weights is not None:
+            present = present * target_weights.reshape(present.shape).to(kernels.dtype)
+        return present
+
+    def forward(self, density: Tensor, kernels: Tensor, target_weights: Optional[Tensor] = None,
+                costs: Optional[Tensor] = None) -> dict:
+        weights = self.joint_weights(kernels, target_weights)
+        per_joint = joint_transport_losses(density, kernels, self.discrepancy, self.eps)
+        out = dict(loss_transport=self.loss_weight * weighted_joint_mean(per_joint, weights))
+        if self.needs_costs:
+            if costs is None:
+                raise ValueError('JointTransportLoss: cost_weight > 0 needs the cost maps '
+                                 "(gt_fields.gst_costs: LoadPoseTransportKernel's cost option)")
+            w = joint_transport_costs(density, kernels, costs)
+            out['loss_cost'] = self.loss_weight * self.cost_weight * weighted_joint_mean(
+                w, weights)
+        return out
 
 
 @MODELS.register_module()

@@ -1,0 +1,178 @@
+"""Shared parts of the training benchmarks (tools/benchmark/*.py).
+
+* :func:`init_worker` — a process's setup: repository as working directory, torch
+  threads, gst_mm registered, the recorder hook registered.
+* :class:`Recorder` (registered as ``gst_mm._BenchRecorder``) — raw per-step outputs
+  (every loss term, not the smoothed log), step and data-wait times, and the
+  fingerprints that show two runs are paired: a hash of the initial weights and of the
+  first batches' inputs.
+* :func:`short_run` — a config turned into a short iteration-based run (its seed,
+  schedule, no checkpoints unless asked, the recorder, test once at the end).
+* :func:`run_pool` — jobs in parallel processes (1 thread each) or in this process.
+* :func:`machine`, :func:`load_line`, :func:`append_section` — the header facts of a
+  docs/benchmarks.md section and the writer.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import multiprocessing as mp
+import os
+import os.path as osp
+import platform
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DOC = osp.join(ROOT, 'docs', 'benchmarks.md')
+#: steps left out of the step-time median (first iterations, data-loader start)
+WARMUP_STEPS = 5
+
+
+def _tensor_hash(tensors) -> str:
+    h = hashlib.sha1()
+    for t in tensors:
+        h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def register_recorder():
+    """Register (idempotently) and return the :class:`Recorder` hook class."""
+    from mmengine.hooks import Hook
+
+    from gst_mm.registry import HOOKS
+
+    @HOOKS.register_module(name='_BenchRecorder', force=True)
+    class Recorder(Hook):
+        """Raw per-step values and pairing fingerprints of one training run.
+
+        Attributes:
+            rows: one dict per step of every float output of ``train_step``.
+            steps, waits: wall seconds per step (forward to optimiser step) and
+                waiting for the data loader before it.
+            init_hash: hash of the model's parameters before step 1 (same seed,
+                same architecture -> same value).
+            data_hash: hash of the inputs of the first ``hash_batches`` batches (same
+                seed -> same crops in the same order).
+        """
+        priority = 'VERY_LOW'
+
+        def __init__(self, hash_batches: int = 3):
+            self.rows: List[Dict[str, float]] = []
+            self.steps: List[float] = []
+            self.waits: List[float] = []
+            self.hash_batches = int(hash_batches)
+            self.init_hash = ''
+            self.data_hash = ''
+            self._batches: List = []
+            self._t0 = self._t_end = 0.0
+
+        def before_train(self, runner):
+            self.init_hash = _tensor_hash(p for _, p in
+                                          sorted(runner.model.named_parameters()))
+            self._t_end = time.perf_counter()
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            self._t0 = time.perf_counter()
+            self.waits.append(self._t0 - self._t_end)
+            if len(self._batches) < self.hash_batches and data_batch is not None:
+                inputs = data_batch['inputs']
+                self._batches.extend(inputs if isinstance(inputs, (list, tuple))
+                                     else [inputs])
+                if len(self._batches) >= self.hash_batches:
+                    self.data_hash = _tensor_hash(self._batches)
+                    self._batches = []
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            self._t_end = time.perf_counter()
+            self.steps.append(self._t_end - self._t0)
+            self.rows.append({k: float(v.detach()) if hasattr(v, "detach") else float(v)
+                              for k, v in (outputs or {}).items()})
+
+    return Recorder
+
+
+def init_worker(threads: int = 1) -> None:
+    """Set up a benchmark process (also the pool's initialiser)."""
+    os.chdir(ROOT)
+    import torch
+    torch.set_num_threads(int(threads))
+    import gst_mm  # noqa: F401
+    from gst_mm.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+    register_recorder()
+
+
+def short_run(cfg, work_dir: str, seed: int, iters: int, *, schedule: Optional[list] = None,
+              save_last: bool = False, log_interval: int = 100, val: bool = False):
+    """Make ``cfg`` (an MMEngine Config, changed in place and returned) a short
+    iteration-based run: ``seed``, ``iters`` steps, ``schedule`` (MMEngine
+    ``param_scheduler``; default: keep the config's), a checkpoint only at the end
+    when ``save_last``, the recorder hook, no validation unless ``val``."""
+    cfg.work_dir = work_dir
+    cfg.experiment_name = osp.basename(work_dir.rstrip('/'))
+    cfg.randomness = dict(seed=int(seed))
+    cfg.train_cfg = dict(by_epoch=False, max_iters=int(iters), val_interval=int(iters) + 1)
+    if not val:
+        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    if schedule is not None:
+        cfg.param_scheduler = schedule
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False,
+                                        interval=int(iters) if save_last else 10**9,
+                                        save_last=bool(save_last))
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=int(log_interval))
+    cfg.custom_hooks = list(cfg.get('custom_hooks', None) or []) + [
+        dict(type='gst_mm._BenchRecorder')]
+    return cfg
+
+
+def recorder_of(runner):
+    """The :class:`Recorder` instance of a runner built from :func:`short_run`."""
+    return next(h for h in runner.hooks if type(h).__name__ == 'Recorder')
+
+
+def median_step(values: Sequence[float]) -> float:
+    """Median of per-step times without the first :data:`WARMUP_STEPS`."""
+    import statistics
+    kept = list(values)[WARMUP_STEPS:] or list(values)
+    return float(statistics.median(kept)) if kept else float('nan')
+
+
+def run_pool(func: Callable, jobs: Sequence[tuple], n_proc: int, threads: int = 1) -> List:
+    """``[func(*job) for job in jobs]``, in ``n_proc`` spawned processes of ``threads``
+    torch threads each when ``n_proc > 1``."""
+    if n_proc <= 1:
+        return [func(*job) for job in jobs]
+    ctx = mp.get_context('spawn')
+    with ctx.Pool(n_proc, initializer=init_worker, initargs=(threads, )) as pool:
+        return pool.starmap(func, jobs, chunksize=1)
+
+
+def machine() -> str:
+    """``'x86_64, 2 cores (AMD EPYC)'``: architecture, cores and the CPU's model name."""
+    model = ''
+    try:
+        with open('/proc/cpuinfo') as f:
+            model = next((ln.split(':', 1)[1].strip() for ln in f
+                          if ln.startswith('model name')), '')
+    except OSError:
+        pass
+    return f'{platform.machine()}, {os.cpu_count()} cores' + (f' ({model})' if model else '')
+
+
+def load_line() -> str:
+    """The 1-minute load average now, as a phrase for a section header."""
+    try:
+        return f'load {os.getloadavg()[0]:.2f}'
+    except OSError:
+        return 'load unknown'
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
+
+
+def append_section(title: str, lines: Sequence[str], path: str = DOC) -> None:
+    """Append ``## title`` and ``lines`` to docs/benchmarks.md."""
+    with open(path, 'a') as f:
+        f.write('\n'.join(['', f'## {title}', '', *lines, '']))
