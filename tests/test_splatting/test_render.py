@@ -115,6 +115,29 @@ def test_alpha_compositing_order_and_termination():
     assert img[1, 1, 1] == 0
 
 
+def test_render_checks_shapes_at_entry():
+    """A wrong shape is a ValueError naming the argument (it used to be reshaped or
+    broadcast silently)."""
+    g = Gaussians2D.from_scales_angles([[1.0, 1.0], [3.0, 2.0]], [[1.0, 1.0], [2.0, 1.0]],
+                                       [0.0, 0.3])
+    for kwargs, name in ((dict(opacities=torch.ones(3)), 'opacities'),
+                         (dict(opacities=torch.ones(2, 1)), 'opacities'),
+                         (dict(background=torch.zeros(5, 6, 3)), 'background'),
+                         (dict(background=torch.zeros(4)), 'background'),
+                         (dict(background=[0.0, 0.0, 0.0]), 'background')):
+        with pytest.raises(ValueError, match=name):
+            render(g, 4, 5, 'torch', compositing='sum', **kwargs)
+    for h, w in ((0, 5), (4, 2.5)):
+        with pytest.raises(ValueError, match='height|width'):
+            render(g, h, w, 'torch')
+    with pytest.raises(ValueError, match='rows'):
+        render(g, 4, 5, 'dense', rows=(2, 9))
+    # the accepted shapes: (N,) / scalar opacities, (H, W, 3), (3,) and broadcastable
+    for bg in (torch.zeros(4, 5, 3), torch.zeros(3), torch.zeros(4, 5, 1)):
+        out = render(g, 4, 5, 'torch', compositing='sum', opacities=torch.ones(2), background=bg)
+        assert out.shape == (4, 5, 3)
+
+
 def test_backend_validation():
     g = Gaussians2D.from_scales_angles([[1.0, 1.0]], [[1.0, 1.0]], [0.0])
     with pytest.raises(ValueError, match='backend'):
@@ -138,7 +161,6 @@ def test_gsplat_matches_torch():  # pragma: no cover - CUDA machines only
 
 # ---------------------------------------------------------------- compiled CPU kernel
 import logging  # noqa: E402
-import sys  # noqa: E402
 
 from gst_mm.splatting import _compiled  # noqa: E402
 from gst_mm.splatting.render import (  # noqa: E402
@@ -149,8 +171,6 @@ from gst_mm.splatting.render import (  # noqa: E402
     compiled_kernel_status,
     conics_from_covariances,
 )
-
-render_module = sys.modules['gst_mm.splatting.render']
 
 
 @pytest.fixture
@@ -440,7 +460,8 @@ def test_fallback_when_the_kernel_is_missing(monkeypatch, caplog):
     # a missing or broken build: the torch renderer is used, the reason logged once
     monkeypatch.delenv('GST_MM_NO_EXT', raising=False)
     monkeypatch.setattr(_compiled, 'load', lambda: (None, 'it is not built (test)'))
-    monkeypatch.setattr(render_module, '_KERNEL_NOTED', set())
+    from gst_mm.splatting.backends import torch_backend
+    monkeypatch.setattr(torch_backend, '_KERNEL_NOTED', set())
     means, scales, angles, colors, opac = random_gaussians(5, 10, 12, dtype=torch.float32)
     g = Gaussians2D.from_scales_angles(means, scales, angles, colors)
     with caplog.at_level(logging.INFO, logger='gst_mm'):
