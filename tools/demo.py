@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import os.path as osp
-import sys
 import time
 from typing import Optional
 
@@ -46,54 +45,18 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def ensure_dataset(data_root: str, settings: Optional[dict] = None) -> None:
-    """Generate the synthetic data set unless ``data_root`` holds the same one.
-
-    Args:
-        data_root: output folder (gst_mm crowd layout).
-        settings: ``SyntheticCrowdConfig`` fields (the config's ``synthetic_data``).
-    """
-    from gst_mm.datasets.synthetic_crowd import SyntheticCrowdConfig, load_config, write_dataset
-
-    wanted = SyntheticCrowdConfig(**dict(settings or {}))
-    have = load_config(osp.join(data_root, 'synthetic_config.json'))
-    splits_ok = all(osp.isfile(osp.join(data_root, f'{s}.txt')) for s in ('train', 'val', 'test'))
-    if have == wanted and splits_ok:
-        print(f'synthetic data set already in {osp.abspath(data_root)} '
-              f'({wanted.num_images} images)')
-        return
-    write_dataset(data_root, wanted, progress=True)
-    print(f'wrote {wanted.num_images} images to {osp.abspath(data_root)}')
-
-
-def hook_settings(cfg) -> dict:
-    """The config's GSTPrecomputeHook arguments ({} when it has none)."""
-    for hook in cfg.get('custom_hooks', None) or []:
-        if str(hook.get('type', '')).split('.')[-1] == 'GSTPrecomputeHook':
-            return dict(hook)
-    return {}
-
-
 def precompute(cfg, workers: int) -> Optional[str]:
-    """Fit and cache the Gaussians of the training images that are not cached yet.
+    """Fit and cache the Gaussians of the training images that are not cached yet
+    (:func:`gst_mm.engine.precompute_config`, the hook's resolver). Returns the cache
+    folder(s) (``None`` when the config fits nothing)."""
+    from gst_mm.engine import precompute_config
 
-    Returns the cache directory (``None`` when the config fits nothing)."""
-    from gst_mm.engine import dataset_cache_dir, precompute_dataset
-    from gst_mm.engine.precompute import fit_plan, resolve_fit_cfg
-    from gst_mm.registry import DATASETS
-
-    hook = hook_settings(cfg)
-    if not hook:
+    summary, where = precompute_config(cfg, 'train', workers)
+    if summary is None:
         print('config has no GSTPrecomputeHook: nothing to fit')
         return None
-    dataset = DATASETS.build(cfg.train_dataloader.dataset)
-    fit_cfg = resolve_fit_cfg(dataset, hook.get('fit_cfg'))
-    cache_dir = dataset_cache_dir(dataset, hook.get('cache_dir'), hook.get('data_root'),
-                                  fit_plan(fit_cfg))
-    summary = precompute_dataset(dataset, cache_dir, fit_cfg=fit_cfg,
-                                 data_root=hook.get('data_root'), workers=workers, progress=True)
-    print(f'Gaussian cache {osp.abspath(cache_dir)}: {summary}')
-    return cache_dir
+    print(f'Gaussian cache {where}: {summary}')
+    return where
 
 
 def predict_sample(runner, index: int = 0):
@@ -111,9 +74,6 @@ def demo_figure(cfg, runner, out_path: str, index: int = 0) -> dict:
     """Image + ground truth | predicted density | GST transport map | heuristic plan."""
     import numpy as np
 
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
-    from visualize_transport import load_transport_sample
-
     from gst_mm.visualization import (
         annotation_colors,
         colorize_density,
@@ -123,10 +83,11 @@ def demo_figure(cfg, runner, out_path: str, index: int = 0) -> dict:
         transport_map,
         upsample,
     )
+    from gst_mm.visualization.transport_sample import load_transport_sample
 
     pred = predict_sample(runner, index)
-    gst = load_transport_sample(cfg, 'test', index, plan='gst', fit=True)
-    heuristic = load_transport_sample(cfg, 'test', index, plan='heuristic')
+    gst = load_transport_sample(cfg, 'test', index, source='fit', fit=True)
+    heuristic = load_transport_sample(cfg, 'test', index, source='heuristic')
     image = np.ascontiguousarray(gst['img'][..., ::-1])
     points = np.asarray(gst['points'], np.float64).reshape(-1, 2)
     colors = annotation_colors(len(points))
@@ -164,6 +125,7 @@ def main(argv=None) -> None:
     from mmengine.runner import Runner
 
     import gst_mm  # noqa: F401
+    from gst_mm.datasets.synthetic_crowd import ensure_dataset
     from gst_mm.utils import register_all_modules
 
     register_all_modules()
@@ -178,7 +140,7 @@ def main(argv=None) -> None:
     data_root = cfg.train_dataloader.dataset.data_root
 
     say('1/5', f'synthetic crowd data set -> {osp.abspath(data_root)}')
-    ensure_dataset(data_root, cfg.get('synthetic_data', None))
+    print(ensure_dataset(data_root, cfg.get('synthetic_data', None)))
 
     say('2/5', 'fitting the GST Gaussians of the training images (2D Gaussian splatting)')
     t = time.time()
@@ -201,7 +163,7 @@ def main(argv=None) -> None:
 
     summary = dict(
         data=osp.abspath(data_root),
-        gaussian_cache=osp.abspath(cache_dir) if cache_dir else None,
+        gaussian_cache=cache_dir,
         work_dir=osp.abspath(args.work_dir),
         log_dir=osp.abspath(osp.join(args.work_dir, runner.timestamp)),
         figure=osp.abspath(figure),

@@ -27,7 +27,7 @@ import glob
 import os
 import os.path as osp
 import sys
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from gst_mm.splatting import GaussianCache, GaussianSample, fit_missing
 
@@ -83,14 +83,6 @@ def parse_args(argv=None):
     return args
 
 
-def find_hook_cfg(cfg) -> Dict:
-    """The config's GSTPrecomputeHook settings ({} when it has none)."""
-    for hook in cfg.get('custom_hooks', None) or []:
-        if hook.get('type') in HOOK_TYPES:
-            return {k: v for k, v in hook.items() if k != 'type'}
-    return {}
-
-
 def plain_path_samples(img_dir: str, ann_dir: str) -> List[GaussianSample]:
     """Samples of an image folder with per-image ``<stem>.json`` point files, read
     and validated by the data set's own reader (:func:`gst_mm.datasets.layout.read_points`:
@@ -111,8 +103,7 @@ def plain_path_samples(img_dir: str, ann_dir: str) -> List[GaussianSample]:
 
 
 def run_config(args) -> int:
-    from gst_mm.engine import check_dataset, dataset_cache_dir, precompute_dataset
-    from gst_mm.engine.precompute import fit_plan, resolve_fit_cfg
+    from gst_mm.engine import check_dataset, hook_cfg_of, precompute_dataset, resolve_cache
     from gst_mm.registry import DATASETS
     from gst_mm.utils import register_all_modules
     from gst_mm.utils.config import load_run_config
@@ -120,13 +111,12 @@ def run_config(args) -> int:
     register_all_modules()
     # --cfg-options data_root=... moves every path under the old data_root (load_run_config)
     cfg = load_run_config(args.config, args.cfg_options)
-    hook = find_hook_cfg(cfg)
+    hook = hook_cfg_of(cfg)
     # default: each data set's <data_root>/gst_cache (where the hook and the transform look)
-    cache_dir = args.cache_dir or hook.get('cache_dir') or cfg.get('gaussian_cache_dir')
-    data_root = hook.get('data_root')
-    hook_fit_cfg = dict(hook.get('fit_cfg') or {})
+    hook['cache_dir'] = args.cache_dir or hook.get('cache_dir') or cfg.get('gaussian_cache_dir')
+    hook['fit_cfg'] = dict(hook.get('fit_cfg') or {})
     if args.iterations is not None:
-        hook_fit_cfg['iterations'] = args.iterations
+        hook['fit_cfg']['iterations'] = args.iterations
     workers = args.workers or hook.get('workers', 1)
     splits = args.splits or list(hook.get('splits', ('train', )))
     bad = 0
@@ -136,18 +126,18 @@ def run_config(args) -> int:
             print(f'[precompute] {args.config} has no {split}_dataloader; skipped')
             continue
         dataset = DATASETS.build(loader_cfg['dataset'])
-        fit_cfg = resolve_fit_cfg(dataset, hook_fit_cfg)
-        where = dataset_cache_dir(dataset, cache_dir, data_root, fit_plan(fit_cfg))
+        spec = resolve_cache(dataset, hook)  # the plan the pipeline reads, its folder
         if args.check:
-            report = check_dataset(dataset, cache_dir, fit_cfg=fit_cfg, data_root=data_root)
+            report = check_dataset(dataset, spec.cache_dir, fit_cfg=spec.fit_cfg,
+                                   data_root=spec.data_root)
             print(f'[precompute --check] {split}: {report}')
             bad += 0 if report.ok else 1
             continue
-        print(f'[precompute] {split} set: {len(dataset)} samples -> {where} '
-              f'(shard {args.shard[0]}/{args.shard[1]})')
-        summary = precompute_dataset(dataset, cache_dir, fit_cfg=fit_cfg, data_root=data_root,
-                                     workers=workers, shard=args.shard,
-                                     progress=not args.no_progress)
+        print(f'[precompute] {split} set: {len(dataset)} samples -> {spec.folders(dataset)} '
+              f'({spec.plan} plan, shard {args.shard[0]}/{args.shard[1]})')
+        summary = precompute_dataset(dataset, spec.cache_dir, fit_cfg=spec.fit_cfg,
+                                     data_root=spec.data_root, workers=workers,
+                                     shard=args.shard, progress=not args.no_progress)
         print(f'[precompute] {split}: {summary}')
         bad += len(summary.failed)
     return 1 if bad else 0
@@ -172,7 +162,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         return run_config(args) if args.config else run_plain(args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, FileNotFoundError, KeyError) as err:
         print(f'precompute.py: error: {err}', file=sys.stderr)
         return 2
 

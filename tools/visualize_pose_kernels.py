@@ -38,7 +38,6 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 KERNEL_STEP = 'LoadPoseTransportKernel'
-HOOK = 'GSTPrecomputeHook'
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -83,55 +82,6 @@ def kernel_pipeline(cfg, augment: bool = False) -> List[Dict]:
     return steps
 
 
-def hook_fit_cfg(cfg) -> Dict:
-    """``fit_cfg`` of the config's ``GSTPrecomputeHook`` (``{}`` when it has none)."""
-    for hook in cfg.get('custom_hooks', None) or []:
-        if _name(hook) == HOOK:
-            return dict(hook.get('fit_cfg') or {})
-    return {}
-
-
-def build_dataset(cfg, split: str):
-    """The split's data set of ``cfg`` without pipeline (raw data infos)."""
-    from mmengine.registry import init_default_scope
-
-    from gst_mm.registry import DATASETS
-
-    loader = cfg.get(f'{split}_dataloader', None)
-    if not loader:
-        raise ValueError(f'the config has no {split}_dataloader')
-    init_default_scope(cfg.get('default_scope', 'mmpose'))
-    ds_cfg = copy.deepcopy(loader.dataset)
-    ds_cfg['pipeline'] = []
-    return DATASETS.build(ds_cfg)
-
-
-def ensure_cache(dataset, img_path: str, kernel_step: Dict, fit_cfg: Dict) -> Optional[str]:
-    """Fit and cache the Gaussians of ``img_path`` (all visible joints of all its
-    instances, as the precompute hook does) when its cache entry is not valid.
-
-    Returns:
-        ``None`` when the cache was already valid, else the fit summary line.
-    Raises:
-        RuntimeError: the fit failed (reason included).
-    """
-    from gst_mm.engine import collect_gaussian_samples
-    from gst_mm.splatting import GaussianCache, fit_missing
-
-    samples, ds_root = collect_gaussian_samples(dataset)
-    sample = next((s for s in samples if s.img_path == img_path), None)
-    if sample is None:  # pragma: no cover - the info came from this data set
-        raise RuntimeError(f'{img_path}: not in the data set')
-    cache = GaussianCache(kernel_step['cache_dir'],
-                          data_root=kernel_step.get('data_root') or ds_root)
-    if cache.is_valid(sample.img_path, sample.points):
-        return None
-    summary = fit_missing([sample], cache, fit_cfg, progress=False)
-    if summary.failed:
-        raise RuntimeError(f'fitting the Gaussians of {img_path} failed: {summary.failed}')
-    return str(summary).splitlines()[0]
-
-
 def load_kernel_sample(cfg, split: str = 'train', index: int = 0, augment: bool = False,
                        fit: bool = True) -> Tuple[Dict, List[str]]:
     """Run the kernel part of the train pipeline on sample ``index`` of ``split``.
@@ -144,14 +94,21 @@ def load_kernel_sample(cfg, split: str = 'train', index: int = 0, augment: bool 
     """
     from mmengine.dataset import Compose
 
-    dataset = build_dataset(cfg, split)
+    from gst_mm.engine import fit_image, hook_cfg_of
+    from gst_mm.utils.config import build_split_dataset
+
+    steps = kernel_pipeline(cfg, augment)
+    # the data set with the kernel pipeline: the resolver reads its fit plan
+    dataset = build_split_dataset(cfg, split, steps)
     if not 0 <= index < len(dataset):
         raise IndexError(f'--index {index} is outside the {len(dataset)} samples of the '
                          f'{split} set')
-    steps = kernel_pipeline(cfg, augment)
     info = dataset.get_data_info(index)
-    if fit:
-        ensure_cache(dataset, info['img_path'], steps[-1], hook_fit_cfg(cfg))
+    if fit:  # the config's precompute settings, into the folder the transform reads
+        hook = hook_cfg_of(cfg)
+        hook.setdefault('cache_dir', steps[-1].get('cache_dir'))
+        hook.setdefault('data_root', steps[-1].get('data_root'))
+        fit_image(dataset, hook, info['img_path'])
     results = Compose(steps)(copy.deepcopy(info))
     meta = getattr(dataset, 'metainfo', {}) or {}
     id2name = meta.get('keypoint_id2name') or {}
@@ -273,9 +230,9 @@ def run(config: str, cfg_options: Optional[Dict] = None, split: str = 'train', i
         cfg = load_run_config(config, cfg_options)
         results, names = load_kernel_sample(cfg, split, index, augment, fit=fit)
     except (GaussianCacheError, CacheKeyError, ValueError, IndexError, FileNotFoundError,
-            RuntimeError) as err:
+            RuntimeError, KeyError) as err:
         hint = ''
-        if isinstance(err, GaussianCacheError):
+        if isinstance(err, GaussianCacheError) and not fit:
             hint = (' (fit it without --no-fit, or the whole set: '
                     f'tools/precompute.py {config})')
         print(f'visualize_pose_kernels.py: error: {err}{hint}', file=sys.stderr)

@@ -44,7 +44,7 @@ train_pipeline, heuristic_train_pipeline, point_train_pipeline = (
                      _base_.point_train_pipeline))
 # the synthetic set stores the true object covariances: a ground-truth-scale plan
 gt_train_pipeline = [
-    dict(step, plan='gt') if step['type'] == 'LoadCrowdGaussians' else step
+    dict(step, source='gt') if step['type'] == 'LoadCrowdGaussians' else step
     for step in train_pipeline
 ]
 

@@ -144,3 +144,22 @@ def load_config(path: Optional[str]) -> Optional[SyntheticCrowdConfig]:
         return None
     with open(path) as f:
         return SyntheticCrowdConfig(**json.load(f))
+
+
+def ensure_dataset(data_root: str, settings: Optional[dict] = None) -> str:
+    """Generate the synthetic crowd set in ``data_root`` unless it already holds the
+    same one (its ``synthetic_config.json`` equals ``settings`` and the split files
+    exist). Returns a one-line description of what was done.
+
+    Args:
+        data_root: output folder (gst_mm crowd layout).
+        settings: :class:`SyntheticCrowdConfig` fields (a config's ``synthetic_data``).
+    """
+    wanted = SyntheticCrowdConfig(**dict(settings or {}))
+    have = load_config(osp.join(data_root, 'synthetic_config.json'))
+    splits_ok = all(osp.isfile(osp.join(data_root, f'{s}.txt')) for s in ('train', 'val', 'test'))
+    if have == wanted and splits_ok:
+        return (f'synthetic data set already in {osp.abspath(data_root)} '
+                f'({wanted.num_images} images)')
+    write_dataset(data_root, wanted, progress=True)
+    return f'wrote {wanted.num_images} images to {osp.abspath(data_root)}'

@@ -1,7 +1,22 @@
 """Data set -> Gaussian fit samples, and "fit what is missing" for a data set.
 
-Shared by :class:`gst_mm.engine.hooks.GSTPrecomputeHook` and ``tools/precompute.py``.
-The fitting itself is :func:`gst_mm.splatting.fit_missing` (pure core).
+Shared by :class:`gst_mm.engine.hooks.GSTPrecomputeHook`, ``tools/precompute.py``,
+``tools/demo.py`` and both visualisers. The fitting itself is
+:func:`gst_mm.splatting.fit_missing` (pure core).
+
+**One resolver.** What a data set's Gaussians are fitted with and where they live is
+decided by :func:`resolve_cache` alone: the precompute hook's config (``cache_dir``,
+``data_root``, ``fit_cfg``) plus the *fit plan* the data set's pipeline reads (the one
+switch of a config: ``plan='soft'`` on ``LoadCrowdGaussians`` /
+``LoadPoseTransportKernel``; each transform states it as its ``fit_plan`` attribute,
+``None`` when it reads no fitted Gaussians). :func:`precompute_dataset` and
+:func:`check_dataset` resolve through it, so no caller can fit one plan into the other
+plan's folder.
+
+Vocabulary: the *fit plan* is ``'hard'`` (one pinned Gaussian per annotation, the
+paper) or ``'soft'`` (docs/soft_kernel.md); a crowd pipeline's *kernel source*
+(``LoadCrowdGaussians(source=...)``: ``'fit'``, ``'gt'``, ``'heuristic'``) says
+whether fitted Gaussians are read at all.
 """
 from __future__ import annotations
 
@@ -92,23 +107,34 @@ def _leaf_cache(leaf, cache_dir: Optional[str], data_root: Optional[str], plan: 
     return root, cache_dir or default_cache_dir(root, plan)
 
 
+#: the precompute hook's registered names (as configs write them)
+HOOK_TYPES = ('GSTPrecomputeHook', 'gst_mm.GSTPrecomputeHook')
+
+
+def hook_cfg_of(cfg) -> Dict:
+    """The ``GSTPrecomputeHook`` entry of a config's ``custom_hooks`` (without
+    ``type``; ``{}`` when there is none)."""
+    for hook in cfg.get('custom_hooks', None) or []:
+        if hook.get('type') in HOOK_TYPES:
+            return {k: v for k, v in hook.items() if k != 'type'}
+    return {}
+
+
 def fit_plan(fit_cfg: Optional[Dict]) -> str:
-    """The plan (``'hard'`` | ``'soft'``) a ``fit_cfg`` fits."""
+    """The plan (``'hard'`` | ``'soft'``) a resolved ``fit_cfg`` fits."""
     return str((fit_cfg or {}).get('plan', 'hard'))
 
 
 def pipeline_plan(dataset) -> Optional[str]:
-    """``'soft'`` when a transform of a leaf's pipeline reads the soft plan
-    (``LoadCrowdGaussians(plan='soft')``, ``LoadPoseTransportKernel(plan='soft')``),
-    ``'hard'`` when one reads fitted hard Gaussians, else ``None``."""
+    """The fit plan the data set's pipelines read: the ``fit_plan`` of their
+    transforms (``'hard'`` | ``'soft'``; ``None`` when no transform reads fitted
+    Gaussians). Two plans in one data set are a ``ValueError``."""
     plans = set()
     for leaf in _unwrap(dataset):
         for t in getattr(getattr(leaf, 'pipeline', None), 'transforms', []) or []:
-            plan = getattr(t, 'plan', None)
-            if plan == 'soft':
-                plans.add('soft')
-            elif plan in ('gst', 'hard'):
-                plans.add('hard')
+            plan = getattr(t, 'fit_plan', None)
+            if plan is not None:
+                plans.add(plan)
     if len(plans) > 1:
         raise ValueError('the data set\'s pipelines read both the soft and the hard plan; '
                          'use one plan per run')
@@ -125,9 +151,8 @@ def implied_fit_cfg(fit_cfg: Optional[Dict]) -> Dict:
 
 
 def resolve_fit_cfg(dataset, fit_cfg: Optional[Dict]) -> Dict:
-    """``fit_cfg`` with the plan the data set's pipeline reads (the one switch of a
-    config: ``plan='soft'`` on the loading transform); a ``fit_cfg`` that names the
-    other plan is a one-line ``ValueError``."""
+    """``fit_cfg`` with the plan the data set's pipeline reads; a ``fit_cfg`` that
+    names the other plan is a one-line ``ValueError`` (idempotent)."""
     cfg = dict(fit_cfg or {})
     wanted = pipeline_plan(dataset)
     if wanted is not None and 'plan' in cfg and cfg['plan'] != wanted:
@@ -140,6 +165,42 @@ def resolve_fit_cfg(dataset, fit_cfg: Optional[Dict]) -> Dict:
     if wanted == 'soft':
         cfg['plan'] = 'soft'
     return cfg
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """What a data set's Gaussians are fitted with and where they are cached.
+
+    Attributes:
+        fit_cfg: the fit settings, with the plan the pipeline reads.
+        cache_dir: one cache folder for every image, or ``None``: each data root's
+            ``<data_root>/gst_cache`` (``gst_cache_soft`` for the soft plan).
+        data_root: cache-key root for every image, or ``None``: each leaf's own.
+    """
+    fit_cfg: Dict
+    cache_dir: Optional[str] = None
+    data_root: Optional[str] = None
+
+    @property
+    def plan(self) -> str:
+        return fit_plan(self.fit_cfg)
+
+    def groups(self, dataset) -> List['CacheGroup']:
+        """:func:`cache_groups` of ``dataset`` under this spec."""
+        return cache_groups(dataset, self.cache_dir, self.data_root, self.plan)
+
+    def folders(self, dataset) -> str:
+        """The cache folder(s) as one string (``', '``-joined)."""
+        return dataset_cache_dir(dataset, self.cache_dir, self.data_root, self.plan)
+
+
+def resolve_cache(dataset, hook_cfg: Optional[Dict] = None) -> CacheSpec:
+    """The one resolver: a :class:`CacheSpec` from the precompute hook's config
+    (``cache_dir``, ``data_root``, ``fit_cfg``; other keys ignored) and the plan the
+    data set's pipeline reads (module docstring)."""
+    hook_cfg = dict(hook_cfg or {})
+    return CacheSpec(resolve_fit_cfg(dataset, hook_cfg.get('fit_cfg')),
+                     hook_cfg.get('cache_dir') or None, hook_cfg.get('data_root') or None)
 
 
 def cache_groups(dataset, cache_dir: Optional[str] = None,
@@ -203,6 +264,45 @@ def collect_gaussian_samples(dataset) -> Tuple[List[GaussianSample], Optional[st
     return groups[0].samples, groups[0].data_root
 
 
+def precompute_config(cfg, split: str = 'train', workers: int = 1,
+                      progress: bool = True) -> Tuple[Optional[PrecomputeSummary], str]:
+    """Fit what is missing for one split of a config, as its precompute hook would
+    (the hook's settings through :func:`resolve_cache`): ``(summary, cache folders)``,
+    ``(None, '')`` when the config has no ``GSTPrecomputeHook``."""
+    from mmengine.registry import init_default_scope
+
+    from gst_mm.registry import DATASETS
+    hook = hook_cfg_of(cfg)
+    if not hook:
+        return None, ''
+    init_default_scope(cfg.get('default_scope', 'gst_mm'))
+    dataset = DATASETS.build(cfg[f'{split}_dataloader'].dataset)
+    spec = resolve_cache(dataset, hook)
+    summary = precompute_dataset(dataset, spec.cache_dir, fit_cfg=spec.fit_cfg,
+                                 data_root=spec.data_root, workers=workers, progress=progress)
+    return summary, f'{spec.folders(dataset)} ({spec.plan} plan)'
+
+
+def fit_image(dataset, hook_cfg: Optional[Dict], img_path: str) -> Optional[str]:
+    """Fit and cache the Gaussians of one image of ``dataset`` (all its annotations,
+    as the precompute does) when its entry is not valid under
+    :func:`resolve_cache` ``(dataset, hook_cfg)``; the viewers' ``--fit``.
+
+    Returns:
+        ``None`` when the entry was valid, else the summary line of the fit.
+    Raises:
+        RuntimeError: the image is not in the data set, or its fit failed (reason).
+    """
+    spec = resolve_cache(dataset, hook_cfg)
+    summary = precompute_dataset(dataset, spec.cache_dir, fit_cfg=spec.fit_cfg,
+                                 data_root=spec.data_root, progress=False, only=[img_path])
+    if summary.failed:
+        raise RuntimeError(f'fitting the Gaussians of {img_path} failed: {summary.failed}')
+    if not summary.fitted and not summary.skipped:
+        raise RuntimeError(f'{img_path}: not an image of the data set')
+    return None if not summary.fitted else str(summary).splitlines()[0]
+
+
 def dataset_data_root(dataset) -> Optional[str]:
     """``data_root`` of a data set (of its first leaf with one, through wrappers)."""
     for leaf in _unwrap(dataset):
@@ -250,29 +350,36 @@ def precompute_dataset(dataset,
                        data_root: Optional[str] = None,
                        workers: int = 1,
                        shard: Tuple[int, int] = (0, 1),
-                       progress: bool = True) -> PrecomputeSummary:
+                       progress: bool = True,
+                       only: Optional[List[str]] = None) -> PrecomputeSummary:
     """Fit and cache the Gaussians of every image of ``dataset`` that has no valid cache.
 
     Args:
         dataset: an MMEngine data set (crowd or MMPose), already built.
-        cache_dir: root of the HDF5 Gaussian cache; default ``<data_root>/gst_cache``
-            of the data set (:func:`gst_mm.splatting.default_cache_dir`).
-        fit_cfg: keyword arguments of :func:`gst_mm.splatting.fit_gaussians`.
-        data_root: cache keys are image paths relative to it; defaults to the
-            data set's own ``data_root``.
+        cache_dir, fit_cfg, data_root: the precompute hook's settings, resolved with
+            the plan the pipeline reads by :func:`resolve_cache`: ``cache_dir``
+            default each data root's ``<data_root>/gst_cache`` (``gst_cache_soft``),
+            ``fit_cfg`` keywords of :func:`gst_mm.splatting.fit_gaussians`,
+            ``data_root`` (cache keys are image paths relative to it) default the
+            data set's own.
         workers: fitting processes.
         shard: ``(k, n)``: fit only the k-th of n interleaved shards.
         progress: show a progress bar.
+        only: fit only these images (``img_path``; e.g. one sample for a viewer).
     """
-    fit_cfg = dict(fit_cfg or {})
+    spec = resolve_cache(dataset, dict(cache_dir=cache_dir, fit_cfg=fit_cfg,
+                                       data_root=data_root))
     summary = PrecomputeSummary()
-    groups = cache_groups(dataset, cache_dir, data_root, fit_plan(fit_cfg))
+    groups = spec.groups(dataset)
     for group in groups:  # every configuration error before any fitting
         if group.data_root:
             check_under_root(group.samples, group.data_root, dataset_data_root(dataset))
+    wanted = None if only is None else set(only)
     for group in groups:
-        summary.merge(fit_missing(group.samples, group.cache(), fit_cfg, workers=workers,
-                                  shard=shard, progress=progress))
+        samples = [s for s in group.samples if wanted is None or s.img_path in wanted]
+        if samples:
+            summary.merge(fit_missing(samples, group.cache(), spec.fit_cfg, workers=workers,
+                                      shard=shard, progress=progress))
     return summary
 
 
@@ -320,9 +427,11 @@ def check_dataset(dataset, cache_dir: Optional[str] = None, fit_cfg: Optional[Di
     :func:`precompute_dataset`."""
     from gst_mm.splatting.fit import fit_cfg_key
     from gst_mm.splatting.precompute import sample_status
-    fit_key = fit_cfg_key(fit_cfg)
+    spec = resolve_cache(dataset, dict(cache_dir=cache_dir, fit_cfg=fit_cfg,
+                                       data_root=data_root))
+    fit_key = fit_cfg_key(spec.fit_cfg)
     report = CacheReport()
-    for group in cache_groups(dataset, cache_dir, data_root, fit_plan(fit_cfg)):
+    for group in spec.groups(dataset):
         cache = group.cache()
         report.cache_dirs.append(cache.root)
         for sample in group.samples:

@@ -258,3 +258,25 @@ def check_cfg_options(cfg: Config, cfg_options: Optional[dict]) -> list:
             hint = f'; the closest is {where}.{close[0]}' if close else ''
             raise ConfigOptionError(f'--cfg-options {path}: {where} has no key {part!r}{hint}')
     return warnings_out
+
+
+def build_split_dataset(cfg: Config, split: str, pipeline: Optional[list] = None):
+    """The ``split`` (``'train'`` | ``'val'`` | ``'test'``) data set of ``cfg`` with
+    ``pipeline`` (default none: raw data infos through ``get_data_info``), in the
+    config's default scope (the viewers' and tools' one way to get a sample).
+
+    Raises:
+        ValueError: the config has no ``<split>_dataloader``.
+    """
+    import copy
+
+    from mmengine.registry import init_default_scope
+
+    from gst_mm.registry import DATASETS
+    loader = cfg.get(f'{split}_dataloader', None)
+    if not loader:
+        raise ValueError(f'the config has no {split}_dataloader')
+    init_default_scope(cfg.get('default_scope', 'mmpose'))
+    ds_cfg = copy.deepcopy(loader.dataset)
+    ds_cfg['pipeline'] = list(pipeline or [])
+    return DATASETS.build(ds_cfg)

@@ -2,26 +2,9 @@
 import copy
 import os.path as osp
 
-import pytest
-
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(REPO_ROOT, 'configs', 'counting')
 TINY_FIT = dict(iterations=20)
-
-
-@pytest.fixture(scope='session')
-def tiny_crowd(tmp_path_factory):
-    """``(data_root, cache_dir)``: 8 small synthetic images (64-96 px, 4-12 objects)."""
-    pytest.importorskip('mmpose')
-    from gst_mm.datasets.synthetic_crowd import SyntheticCrowdConfig, write_dataset
-
-    root = tmp_path_factory.mktemp('tiny_crowd')
-    data_root = str(root / 'data') + '/'
-    cfg = SyntheticCrowdConfig(num_images=8, min_size=64, max_size=96, min_objects=4,
-                               max_objects=12, near_std=4.0, split_fractions=(0.5, 0.25, 0.25),
-                               seed=3)
-    write_dataset(data_root, cfg)
-    return data_root, str(root / 'cache')
 
 
 def _retarget(obj, data_root, cache_dir, crop_size):

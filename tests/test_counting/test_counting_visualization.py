@@ -59,34 +59,25 @@ def test_density_colours_points_and_panels_shapes():
     assert fig.shape[0] == 80 + 28 and fig.dtype == np.uint8
 
 
-def _tool():
-    import importlib
-    import os.path as osp
-    import sys
-
-    tools = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'tools')
-    if tools not in sys.path:
-        sys.path.insert(0, tools)
-    return importlib.import_module('visualize_transport')
-
-
-@pytest.mark.parametrize('name,plan', [('gst_vgg19_synthetic.py', None),
-                                       ('gst_vgg19_synthetic.py', 'heuristic'),
-                                       ('l2_vgg19_synthetic.py', 'gt')])
-def test_visualize_tool_pipeline_keeps_loading_and_kernel_steps(name, plan):
+@pytest.mark.parametrize('name,source', [('gst_vgg19_synthetic.py', None),
+                                         ('gst_vgg19_synthetic.py', 'heuristic'),
+                                         ('l2_vgg19_synthetic.py', 'gt')])
+def test_visualize_tool_pipeline_keeps_loading_and_kernel_steps(name, source):
     import os.path as osp
 
     from mmengine.config import Config
 
+    from gst_mm.visualization.transport_sample import transport_pipeline
+
     from .conftest import CONFIG_DIR
 
     cfg = Config.fromfile(osp.join(CONFIG_DIR, name))
-    steps = _tool().transport_pipeline(cfg, plan, augment=False)
+    steps = transport_pipeline(cfg, source, augment=False)
     types = [t['type'] for t in steps]
     assert types[0] == 'LoadImageFromFile'
     assert types[-1] == 'LoadTransportKernel'
     assert not any('Random' in t or t.startswith('Pack') for t in types)
     gauss = [t for t in steps if t['type'] == 'LoadCrowdGaussians']
-    assert len(gauss) == 1 and gauss[0]['plan'] == (plan or 'gst')
-    aug = [t['type'] for t in _tool().transport_pipeline(cfg, plan, augment=True)]
+    assert len(gauss) == 1 and gauss[0].get('source', 'fit') == (source or 'fit')
+    aug = [t['type'] for t in transport_pipeline(cfg, source, augment=True)]
     assert 'CrowdRandomCrop' in aug

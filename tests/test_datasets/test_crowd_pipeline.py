@@ -68,7 +68,7 @@ def test_augmentations_keep_gaussians_on_the_image(seed):
     results, g0 = _rendered_sample(seed)
     np.random.seed(seed)
     pipeline = Compose([
-        dict(type='LoadCrowdGaussians', plan='gt'),
+        dict(type='LoadCrowdGaussians', source='gt'),
         dict(type='CrowdRandomResize', scale_range=(0.8, 1.2)),
         dict(type='CrowdRandomCrop', crop_size=(64, 80), min_inside=0.0),
         dict(type='CrowdRandomFlip', prob=1.0 if seed != 1 else 0.0),
@@ -95,7 +95,7 @@ def test_augmentations_keep_gaussians_on_the_image(seed):
 def test_a_flipped_sample_is_misaligned_without_the_bookkeeping():
     """Guard for the test above: the comparison does detect a wrong geometry."""
     results, g0 = _rendered_sample(0)
-    out = Compose([dict(type='LoadCrowdGaussians', plan='gt'),
+    out = Compose([dict(type='LoadCrowdGaussians', source='gt'),
                    dict(type='CrowdRandomFlip', prob=1.0)])(results)
     wrong = _render_back(g0, g0.colors, out['img'].shape[:2])  # unflipped Gaussians
     assert np.abs(wrong - out['img']).mean() > 4 * np.abs(
@@ -122,7 +122,7 @@ def test_kernel_transform_and_pack(tmp_path):
     results, g0 = _rendered_sample(3)
     np.random.seed(3)
     out = Compose([
-        dict(type='LoadCrowdGaussians', plan='gt'),
+        dict(type='LoadCrowdGaussians', source='gt'),
         dict(type='CrowdRandomResize', scale_range=(0.9, 1.1)),
         dict(type='CrowdRandomCrop', crop_size=64, min_inside=0.3),
         dict(type='LoadTransportKernel', stride=8),
@@ -223,7 +223,7 @@ def test_gaussians_must_be_loaded_before_geometry():
     results, _ = _rendered_sample(0)
     results['gst_affine'] = np.diag([2.0, 2.0, 1.0])
     with pytest.raises(RuntimeError, match='before the geometric'):
-        LoadCrowdGaussians(plan='heuristic').transform(results)
+        LoadCrowdGaussians(source='heuristic').transform(results)
     with pytest.raises(KeyError, match='LoadCrowdGaussians first'):
         LoadTransportKernel().transform(dict(img=np.zeros((8, 8, 3), np.uint8)))
 
@@ -253,7 +253,7 @@ def test_each_transform_matches_the_refitted_blob(step):
     """Second moments of the transformed image (a numerical refit of the blob)
     equal the transformed Gaussian's mean and covariance."""
     np.random.seed(0)
-    out = Compose([dict(type='LoadCrowdGaussians', plan='gt'), step])(_single_blob())
+    out = Compose([dict(type='LoadCrowdGaussians', source='gt'), step])(_single_blob())
     img = out['img'][..., 1].astype(np.float64)
     h, w = img.shape
     ys, xs = np.mgrid[0:h, 0:w] + 0.5

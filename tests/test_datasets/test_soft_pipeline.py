@@ -122,7 +122,7 @@ def test_precompute_fits_the_plan_the_pipeline_reads(tmp_path):
     with pytest.raises(ValueError, match="fit_cfg plan 'hard' but the pipeline reads"):
         resolve_fit_cfg(ds, dict(plan='hard'))
     hard = CrowdCountingDataset(data_root=root, ann_file='train.txt', pipeline=[
-        dict(type='LoadImageFromFile'), dict(type='LoadCrowdGaussians', plan='gst')])
+        dict(type='LoadImageFromFile'), dict(type='LoadCrowdGaussians', source='fit')])
     with pytest.raises(ValueError, match='soft-plan settings'):
         resolve_fit_cfg(hard, dict(soft=dict(temperature=0.5)))
     assert resolve_fit_cfg(hard, dict(iterations=5)) == dict(iterations=5)

@@ -205,9 +205,8 @@ def test_missing_points_key_is_an_error_naming_the_file(tmp_path):
     assert len(_dataset(root).get_data_info(1)['points']) == 0
 
 
-def test_plain_path_mode_validates_like_the_data_set(tmp_path, capsys):
-    sys.path.insert(0, osp.join(REPO, 'tools'))
-    import precompute as tool
+def test_plain_path_mode_validates_like_the_data_set(tmp_path, capsys, load_tool):
+    tool = load_tool('precompute')
     root = _crowd_root(tmp_path / 'd', n=2)
     img_dir, ann_dir = osp.join(root, 'images'), osp.join(root, 'annotations')
     args = ['--img-dir', img_dir, '--ann-dir', ann_dir, '--cache-dir', str(tmp_path / 'c'),
@@ -287,9 +286,8 @@ def test_auto_backend_is_one_compositing_and_reports_a_broken_gsplat(monkeypatch
 
 
 # ----------------------------------------------------------------------- --check
-def test_check_reports_every_state_and_writes_nothing(tmp_path, capsys):
-    sys.path.insert(0, osp.join(REPO, 'tools'))
-    import precompute as tool
+def test_check_reports_every_state_and_writes_nothing(tmp_path, capsys, load_tool):
+    tool = load_tool('precompute')
     root = _crowd_root(tmp_path / 'd', n=5)
     cfg = tmp_path / 'cfg.py'
     cfg.write_text(

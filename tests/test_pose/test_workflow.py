@@ -1,7 +1,6 @@
 """The pose workflow from the command line: one data_root override, cache keys,
 gstify refusals / --loss ot / portable _base_, tools/test.py --show-dir and the
 pose kernel viewer, on the 5-image MPII sample laid out as MMPose's MPII."""
-import json
 import os
 import os.path as osp
 import re
@@ -24,22 +23,6 @@ def _strings(obj):
     elif isinstance(obj, (list, tuple)):
         for v in obj:
             yield from _strings(v)
-
-
-@pytest.fixture(scope='module')
-def mpii_layout(mpii, headbox_writer, tmp_path_factory):
-    """MMPose's MPII layout built from the sample: images/ (symlinked),
-    annotations/mpii_train.json (2 images), mpii_val.json and mpii_gt_val.mat
-    (the same 2, with head boxes)."""
-    root = tmp_path_factory.mktemp('my_mpii')
-    os.symlink(osp.join(mpii['data_root'], 'images'), str(root / 'images'))
-    ann = json.load(open(osp.join(mpii['data_root'], mpii['ann_file'])))[:2]
-    (root / 'annotations').mkdir()
-    for split in ('train', 'val'):
-        json.dump(ann, open(root / 'annotations' / f'mpii_{split}.json', 'w'))
-    headbox_writer(str(root / 'annotations' / 'mpii_val.json'),
-                    str(root / 'annotations' / 'mpii_gt_val.mat'))
-    return str(root) + '/'
 
 
 # ----------------------------------------------------------------- one override
@@ -270,8 +253,8 @@ def test_visualize_gaussians_reads_a_pose_cache(mpii_layout, tmp_path, load_tool
     from gst_mm.splatting import GaussianCache, fit_missing
     from gst_mm.utils.config import load_run_config
     cfg = load_run_config(GST_W32, {'data_root': mpii_layout})
-    vis = load_tool('visualize_pose_kernels')
-    samples, _ = collect_gaussian_samples(vis.build_dataset(cfg, 'train'))
+    from gst_mm.utils.config import build_split_dataset
+    samples, _ = collect_gaussian_samples(build_split_dataset(cfg, 'train'))
     cache_dir = str(tmp_path / 'cache')
     fit_missing(samples[:1], GaussianCache(cache_dir, data_root=mpii_layout),
                 dict(iterations=2), progress=False)

@@ -331,13 +331,13 @@ def main(argv=None) -> None:
     _init_worker(args.threads)
     from mmengine.config import Config
 
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
-    from demo import ensure_dataset, precompute
+    from gst_mm.datasets.synthetic_crowd import ensure_dataset
+    from gst_mm.engine import precompute_config
 
     base = Config.fromfile(osp.join('configs', 'counting', 'gst_vgg19_synthetic.py'))
-    ensure_dataset(base.train_dataloader.dataset.data_root, base.get('synthetic_data', None))
+    print(ensure_dataset(base.train_dataloader.dataset.data_root, base.get('synthetic_data', None)))
     if any(m in GST_PLAN_METHODS for m in args.methods):
-        precompute(base, workers=1 if args.jobs == 1 else 2)
+        precompute_config(base, 'train', workers=1 if args.jobs == 1 else 2)
     runs = []
     t0 = time.time()
     jobs = benchmark_jobs(args.methods, args.seeds, args.iters, args.work_dir)

@@ -200,17 +200,17 @@ def _register_metrics_hook():
 
 def counting(args) -> Dict[str, object]:
     """Soft / hard / heuristic plans on the displaced-click synthetic set."""
+    from counting import _init_worker, run_one  # this folder's counting benchmark
     from mmengine.config import Config
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
-    sys.path.insert(0, osp.join(ROOT, 'tools', 'benchmark'))
-    from counting import _init_worker, run_one
-    from demo import ensure_dataset, precompute
+
+    from gst_mm.datasets.synthetic_crowd import ensure_dataset
+    from gst_mm.engine import precompute_config
 
     _init_worker(args.threads)  # registers the modules and the step timer
 
     base = Config.fromfile(osp.join(ROOT, 'configs', 'counting', 'gst_vgg19_synthetic.py'))
     data = dict(base.synthetic_data, annotation_jitter=args.jitter)
-    ensure_dataset(JITTER_ROOT, data)
+    print(ensure_dataset(JITTER_ROOT, data))
     _register_metrics_hook()
     roots = {f'{s}_dataloader': dict(dataset=dict(data_root=JITTER_ROOT))
              for s in ('train', 'val', 'test')}
@@ -223,7 +223,7 @@ def counting(args) -> Dict[str, object]:
         cfg = Config.fromfile(cfg_path)
         cfg.merge_from_dict(roots)
         if plan != 'heuristic':
-            precompute(cfg, workers=1)  # the plan's cache, before the timed runs
+            precompute_config(cfg, 'train', workers=1)  # the plan's cache, before the runs
         hooks = list(cfg.get('custom_hooks', []) or []) + [dict(type='_SoftBenchMetricsHook')]
         for seed in args.seeds:
             metrics_file = osp.join(work, f'{method}_seed{seed}', 'test_metrics.json')

@@ -46,43 +46,61 @@ class LoadCrowdGaussians(BaseTransform):
     """Put one Gaussian per point in ``results['gaussians']`` (a ``Gaussians2D``).
 
     Must run before any geometric transform (the Gaussians are those of the
-    original image). Plans:
+    original image). Kernel sources (``source``):
 
-    - ``'gst'``: the fitted Gaussians of the HDF5 cache (``GSTPrecomputeHook`` /
-      ``tools/precompute.py``), checked by the cache's validity rule against the
-      sample's points, the loaded image's size, the image file's content hash and
-      (with ``fit_cfg``) the fit settings; a missing or stale entry raises
-      ``GaussianCacheError`` naming the image, the reason and the repair command.
-      Points the fit dropped (``drop_outside``) are dropped here too.
-    - ``'soft'``: the soft plan of the cache in ``<data_root>/gst_cache_soft``
-      (``results['gaussians']`` is then a ``SoftGaussians``: free components with
-      mixture weights per point, docs/soft_kernel.md); ``GSTPrecomputeHook`` fits it
-      when it sees this plan in the pipeline. Checked like ``'gst'``.
-    - ``'gt'``: the data set's ``gt_covariances`` (ground-truth-scale plan).
-    - ``'heuristic'``: isotropic ``sigma`` px Gaussians (the ablation plan).
+    - ``'fit'`` (GST): the fitted Gaussians of the HDF5 cache (``GSTPrecomputeHook``
+      / ``tools/precompute.py``) of the fit ``plan``: ``'hard'`` (the paper, one
+      pinned Gaussian per point, ``<data_root>/gst_cache``) or ``'soft'`` (free
+      components with mixture weights per point, ``<data_root>/gst_cache_soft``;
+      ``results['gaussians']`` is then a ``SoftGaussians``, docs/soft_kernel.md).
+      The precompute hook fits the plan it finds here. Entries are checked by the
+      cache's validity rule against the sample's points, the loaded image's size,
+      the image file's content hash and (with ``fit_cfg``) the fit settings; a
+      missing or stale entry raises ``GaussianCacheError`` naming the image, the
+      reason and the repair command. Points the fit dropped (``drop_outside``) are
+      dropped here too.
+    - ``'gt'``: the data set's ``gt_covariances`` (ground-truth-scale kernel).
+    - ``'heuristic'``: isotropic ``sigma`` px Gaussians (the ablation kernel).
 
     Args:
-        cache_dir: cache root (``'gst'`` plan); default the sample's data set's
-            ``<data_root>/gst_cache`` (where ``GSTPrecomputeHook`` and
-            ``tools/precompute.py`` write by default).
+        cache_dir: cache root (``source='fit'``); default the sample's data set's
+            ``<data_root>/gst_cache`` (``gst_cache_soft`` for the soft plan), where
+            ``GSTPrecomputeHook`` and ``tools/precompute.py`` write by default.
         data_root: cache keys are image paths relative to it; default the sample's
             ``data_root`` (set by ``CrowdCountingDataset``).
-        plan: ``'gst'`` | ``'soft'`` | ``'gt'`` | ``'heuristic'``.
-        sigma: std (px) of the heuristic plan.
+        source: ``'fit'`` | ``'gt'`` | ``'heuristic'``.
+        plan: the fit plan of ``source='fit'``: ``'hard'`` | ``'soft'``.
+        sigma: std (px) of the heuristic kernel.
         fit_cfg: the precompute hook's ``fit_cfg``; when given, an entry fitted
             with other settings is stale (the hook refits such entries anyway).
     """
 
-    PLANS = ('gst', 'soft', 'gt', 'heuristic')
+    SOURCES = ('fit', 'gt', 'heuristic')
+    PLANS = ('hard', 'soft')
+    #: the old one-word vocabulary (one value for source and plan), refused with a hint
+    _OLD = {'gst': "source='fit', plan='hard'", 'soft': "source='fit', plan='soft'",
+            'gt': "source='gt'", 'heuristic': "source='heuristic'"}
 
     def __init__(self, cache_dir: Optional[str] = None, data_root: Optional[str] = None,
-                 plan: str = 'gst', sigma: float = 8.0,
+                 source: str = 'fit', plan: str = 'hard', sigma: float = 8.0,
                  fit_cfg: Optional[dict] = None) -> None:
         if plan not in self.PLANS:
-            raise ValueError(f'LoadCrowdGaussians: plan must be one of {self.PLANS}, got {plan!r}')
+            hint = f'; write {self._OLD[plan]}' if plan in self._OLD else ''
+            raise ValueError(f'LoadCrowdGaussians: plan must be one of {self.PLANS} (the fit '
+                             f'plan), got {plan!r}{hint}')
+        if source not in self.SOURCES:
+            raise ValueError(f'LoadCrowdGaussians: source must be one of {self.SOURCES}, '
+                             f'got {source!r}')
+        if plan == 'soft' and source != 'fit':
+            raise ValueError(f"LoadCrowdGaussians: plan='soft' needs source='fit', got "
+                             f'source={source!r}')
         self.cache_dir = cache_dir
         self.data_root = data_root
+        self.source = source
         self.plan = plan
+        #: the fit plan this transform reads (``None``: no fitted Gaussians), which the
+        #: precompute resolver fits (gst_mm.engine.precompute)
+        self.fit_plan = plan if source == 'fit' else None
         self.sigma = float(sigma)
         self.fit_key = None if fit_cfg is None else fit_cfg_key(fit_cfg)
         self._caches: Dict[Tuple[str, Optional[str]], GaussianCache] = {}
@@ -94,9 +112,9 @@ class LoadCrowdGaussians(BaseTransform):
         if self.cache_dir:
             cache_dir = self.cache_dir
         elif data_root:
-            cache_dir = default_cache_dir(data_root, 'soft' if self.plan == 'soft' else 'hard')
+            cache_dir = default_cache_dir(data_root, self.plan)
         else:
-            raise ValueError(f"{_sample_name(results)}: LoadCrowdGaussians plan {self.plan!r} "
+            raise ValueError(f"{_sample_name(results)}: LoadCrowdGaussians source='fit' "
                              'needs a cache_dir, or a data set that sets data_root')
         key = (cache_dir, data_root)
         if key not in self._caches:
@@ -111,13 +129,13 @@ class LoadCrowdGaussians(BaseTransform):
                                'the geometric transforms of the pipeline')
         points = _points(results)
         n = len(points)
-        if self.plan == 'heuristic':
+        if self.source == 'heuristic':
             cov = np.broadcast_to(np.eye(2, dtype=np.float32) * self.sigma**2, (n, 2, 2))
             results[GAUSSIANS_KEY] = Gaussians2D(points, cov.copy())
-        elif self.plan == 'gt':
+        elif self.source == 'gt':
             cov = results.get('gt_covariances')
             if cov is None:
-                raise KeyError(f"{_sample_name(results)}: plan 'gt' needs gt_covariances in "
+                raise KeyError(f"{_sample_name(results)}: source 'gt' needs gt_covariances in "
                                'the annotation')
             results[GAUSSIANS_KEY] = Gaussians2D(points, np.asarray(cov, np.float32))
         else:
@@ -125,7 +143,7 @@ class LoadCrowdGaussians(BaseTransform):
             gaussians, index = self.cache_for(results).load(
                 results['img_path'], points=points, image_size=tuple(shape[:2]),
                 image_sha1=file_sha1_memo(results['img_path']), fit_key=self.fit_key,
-                plan='soft' if self.plan == 'soft' else 'hard', return_index=True)
+                plan=self.plan, return_index=True)
             index = np.asarray(index, np.int64)
             if len(index) != n:  # the fit dropped points (drop_outside): drop them too
                 results[GAUSSIANS_KEY] = None
@@ -134,8 +152,8 @@ class LoadCrowdGaussians(BaseTransform):
         return results
 
     def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}(plan={self.plan!r}, cache_dir={self.cache_dir!r}, '
-                f'sigma={self.sigma})')
+        return (f'{self.__class__.__name__}(source={self.source!r}, plan={self.plan!r}, '
+                f'cache_dir={self.cache_dir!r}, sigma={self.sigma})')
 
 
 def _warp(results: dict, img: np.ndarray, matrix: np.ndarray) -> None:

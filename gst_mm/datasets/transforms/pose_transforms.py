@@ -161,6 +161,8 @@ class LoadPoseTransportKernel(BaseTransform):
             raise ValueError(f"LoadPoseTransportKernel: plan must be 'hard' or 'soft', "
                              f'got {plan!r}')
         self.plan = plan
+        #: the fit plan this transform reads (the precompute resolver asks for it)
+        self.fit_plan = plan
         if stride <= 0:
             raise ValueError(f'LoadPoseTransportKernel: stride must be > 0, got {stride}')
         self.cache_dir = cache_dir

@@ -11,13 +11,7 @@ from mmengine.runner import BaseLoop
 from gst_mm.registry import HOOKS
 from gst_mm.splatting.fit import fit_settings
 
-from ..precompute import (
-    dataset_cache_dir,
-    fit_plan,
-    implied_fit_cfg,
-    precompute_dataset,
-    resolve_fit_cfg,
-)
+from ..precompute import implied_fit_cfg, precompute_dataset, resolve_cache
 
 
 @HOOKS.register_module()
@@ -87,16 +81,17 @@ class GSTPrecomputeHook(Hook):
                 dataset = self._dataset_of(runner, split)
                 if dataset is None:
                     continue
-                fit_cfg = resolve_fit_cfg(dataset, self.fit_cfg)
-                cache_dir = dataset_cache_dir(dataset, self.cache_dir, self.data_root,
-                                              fit_plan(fit_cfg))
+                spec = resolve_cache(dataset, dict(cache_dir=self.cache_dir,
+                                                   data_root=self.data_root,
+                                                   fit_cfg=self.fit_cfg))
+                cache_dir = spec.folders(dataset)
                 print_log(f'GSTPrecomputeHook: checking Gaussian cache of the {split} set '
-                          f'in {cache_dir}', logger='current')
+                          f'in {cache_dir} ({spec.plan} plan)', logger='current')
                 summary = precompute_dataset(
                     dataset,
-                    self.cache_dir,
-                    fit_cfg=fit_cfg,
-                    data_root=self.data_root,
+                    spec.cache_dir,
+                    fit_cfg=spec.fit_cfg,
+                    data_root=spec.data_root,
                     workers=self.workers,
                     shard=(rank, world_size),
                     progress=rank == 0)

@@ -20,9 +20,9 @@ _kernel = [dict(type='LoadTransportKernel', stride=stride, cutoff=3.0, bg_ratio=
 _pack = [dict(type='PackCountingInputs')]
 
 # GST: the plan from the cached (fitted) Gaussians
-train_pipeline = _load + [dict(type='LoadCrowdGaussians', plan='gst')] + _augment + _kernel + _pack
+train_pipeline = _load + [dict(type='LoadCrowdGaussians', source='fit')] + _augment + _kernel + _pack
 # ablation: isotropic sigma = 8 px Gaussians ("heuristic plan", no fitting)
-heuristic_train_pipeline = _load + [dict(type='LoadCrowdGaussians', plan='heuristic')
+heuristic_train_pipeline = _load + [dict(type='LoadCrowdGaussians', source='heuristic')
                                     ] + _augment + _kernel + _pack
 # baselines that only need the points (L2, BL, DM-Count, UOT)
 point_train_pipeline = _load + _augment + _pack
