@@ -19,10 +19,12 @@ from .kernel import (
     build_kernel,
     cell_centres,
     clamp_covariances,
+    entry_costs,
     heuristic_kernel,
     point_costs,
     point_kernels,
     window_radius,
+    with_entry_costs,
 )
 from .losses import (
     BATCH_REDUCTIONS,
@@ -59,6 +61,7 @@ from .soft_kernel import build_soft_kernel, soft_point_kernels
 __all__ = [
     'DEFAULT_EPS', 'TransportKernel', 'build_kernel', 'cell_centres', 'clamp_covariances',
     'heuristic_kernel', 'point_kernels', 'point_costs', 'COST_KINDS', 'window_radius',
+    'entry_costs', 'with_entry_costs',
     'KERNEL_KEY', 'COST_KEY', 'DISCREPANCIES', 'joint_transport_costs',
     'joint_transport_losses', 'transported_masses', 'weighted_joint_mean', 'build_soft_kernel',
     'soft_point_kernels', 'BATCH_REDUCTIONS', 'batch_mean',

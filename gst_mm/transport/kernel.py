@@ -437,3 +437,34 @@ def point_costs(means: ArrayLike, covariances: ArrayLike, grid_shape: Tuple[int,
     else:
         cost = 0.5 * mahalanobis_sq(dx, dy, conic[:, None])
     return cost.reshape(m.shape[0], *grid_shape).float()
+
+
+def entry_costs(kernel: TransportKernel, means: ArrayLike, covariances: ArrayLike,
+                kind: str = 'sqdist', *, min_std: Optional[float] = None,
+                max_std: float = 20.0) -> Tensor:
+    """Cost ``c(x_i, y_n)`` of every stored point entry of ``kernel`` ``(nnz,)``:
+    ``'sqdist'`` the squared distance from cell ``i``'s centre to point ``n`` in cells^2
+    (``/ stride^2``), ``'mahalanobis'`` ``d_M^2 / 2`` under point ``n``'s Gaussian
+    (clamped as the kernel's). ``means (N, 2)`` / ``covariances (N, 2, 2)`` input px:
+    the points' (for a soft plan, the anchors')."""
+    if kind not in COST_KINDS:
+        raise ValueError(f'cost kind must be one of {COST_KINDS}, got {kind!r}')
+    grid = kernel.grid_shape
+    m, _, conic, _ = _prepare(means, covariances, grid, kernel.stride, min_std, max_std)
+    if m.shape[0] != kernel.num_points:
+        raise ValueError(f'{m.shape[0]} means for a kernel of {kernel.num_points} points')
+    m, conic = m.to(kernel.device), conic.to(kernel.device)
+    centres = cell_centres(grid, kernel.stride, device=kernel.device, dtype=m.dtype)
+    rows, cols = kernel.rows, kernel.cols.long()
+    dx = centres[rows, 0] - m[cols, 0]
+    dy = centres[rows, 1] - m[cols, 1]
+    if kind == 'sqdist':
+        return ((dx * dx + dy * dy) / kernel.stride ** 2).float()
+    return (0.5 * mahalanobis_sq(dx, dy, conic[cols])).float()
+
+
+def with_entry_costs(kernel: TransportKernel, means: ArrayLike, covariances: ArrayLike,
+                     kind: str = 'sqdist', **clamp) -> TransportKernel:
+    """``kernel`` with :func:`entry_costs` attached (the same object, returned)."""
+    kernel.costs = entry_costs(kernel, means, covariances, kind, **clamp)
+    return kernel

@@ -53,11 +53,15 @@ class TransportKernel:
         stride: input px per cell.
         eps: truncation threshold the kernel was built with; see :func:`build_kernel`
             for the error bound it implies.
+        costs: ``(nnz,)`` float32 cost ``c(x_i, y_n)`` of every stored point entry, or
+            ``None`` (set by :func:`.kernel.with_entry_costs`; the background column
+            costs nothing), for the plan's transport cost :meth:`transport_cost`.
     """
 
     def __init__(self, crow: Tensor, cols: Tensor, values: Tensor,
                  background: Optional[Tensor], num_points: int,
-                 grid_shape: Tuple[int, int], stride: float, eps: float) -> None:
+                 grid_shape: Tuple[int, int], stride: float, eps: float,
+                 costs: Optional[Tensor] = None) -> None:
         self.crow = crow
         self.cols = cols
         self.values = values
@@ -66,6 +70,10 @@ class TransportKernel:
         self.grid_shape = (int(grid_shape[0]), int(grid_shape[1]))
         self.stride = float(stride)
         self.eps = float(eps)
+        if costs is not None and costs.shape != values.shape:
+            raise ValueError(f'costs must be ({values.numel()},) like the values, got '
+                             f'{tuple(costs.shape)}')
+        self.costs = costs
 
     @classmethod
     def from_coo(cls, cells: Tensor, cols: Tensor, values: Tensor,
@@ -110,8 +118,7 @@ class TransportKernel:
     def nbytes(self) -> int:
         """Bytes held by the kernel's tensors."""
         tensors = [self.crow, self.cols, self.values]
-        if self.background_column is not None:
-            tensors.append(self.background_column)
+        tensors += [t for t in (self.background_column, self.costs) if t is not None]
         return sum(t.numel() * t.element_size() for t in tensors)
 
     @property
@@ -144,6 +151,34 @@ class TransportKernel:
         bg = (self.background_column.to(flat.dtype) * flat).sum().reshape(1)
         return torch.cat([out, bg])
 
+    def transport_cost(self, density: Tensor) -> Tensor:
+        """The plan's transport cost ``W = sum_i z_i sum_n K[i, n] c(x_i, y_n)`` of
+        ``P = diag(density) K`` (point columns; the background costs nothing), a scalar
+        differentiable w.r.t. ``density`` (one more sparse product, with ``K * c``).
+
+        Raises:
+            ValueError: the kernel carries no costs (:func:`.kernel.with_entry_costs`).
+        """
+        if self.costs is None:
+            raise ValueError('this TransportKernel has no entry costs; build it with a cost '
+                             "(LoadTransportKernel(cost='sqdist'), kernel.with_entry_costs)")
+        flat = density.reshape(-1)
+        if flat.numel() != self.num_cells:
+            raise ValueError(f'density has {flat.numel()} cells, kernel expects '
+                             f'{self.grid_shape} = {self.num_cells}')
+        weighted = (self.values * self.costs).to(flat.dtype)
+        return _SparseTransport.apply(flat, self.crow.long(), self.cols.long(), weighted,
+                                      self.num_points).sum()
+
+    def dense_costs(self) -> Tensor:
+        """Dense ``(h * w, N)`` cost matrix of the stored entries (0 elsewhere)."""
+        if self.costs is None:
+            raise ValueError('this TransportKernel has no entry costs')
+        out = torch.zeros(self.num_cells, self.num_points, dtype=self.costs.dtype,
+                          device=self.device)
+        out[self.rows, self.cols.long()] = self.costs
+        return out
+
     def dense(self) -> Tensor:
         """Dense ``(h * w, N + 1)`` float32 matrix (last column background); ``(h * w, N)``
         when built without background."""
@@ -168,22 +203,24 @@ class TransportKernel:
         move = dict(non_blocking=non_blocking)
         bg = (None if self.background_column is None else
               self.background_column.to(device, **move))
+        costs = None if self.costs is None else self.costs.to(device, **move)
         return TransportKernel(self.crow.to(device, **move), self.cols.to(device, **move),
                                self.values.to(device, **move), bg, self.num_points,
-                               self.grid_shape, self.stride, self.eps)
+                               self.grid_shape, self.stride, self.eps, costs)
 
     def __getstate__(self) -> dict:
         # numpy arrays pickle by value: no shared-memory file descriptor per tensor when
         # kernels cross DataLoader workers, and no device in the pickle
         state = dict(self.__dict__)
-        for key in ('crow', 'cols', 'values', 'background_column'):
-            if state[key] is not None:
+        for key in ('crow', 'cols', 'values', 'background_column', 'costs'):
+            if state.get(key) is not None:
                 state[key] = state[key].detach().cpu().numpy()
         return state
 
     def __setstate__(self, state: dict) -> None:
         """Unpickled kernels live on the CPU."""
-        for key in ('crow', 'cols', 'values', 'background_column'):
+        state.setdefault('costs', None)
+        for key in ('crow', 'cols', 'values', 'background_column', 'costs'):
             if state[key] is not None:
                 state[key] = torch.from_numpy(state[key])
         self.__dict__.update(state)
@@ -191,4 +228,4 @@ class TransportKernel:
     def __repr__(self) -> str:
         return (f'TransportKernel(num_points={self.num_points}, grid_shape={self.grid_shape}, '
                 f'stride={self.stride}, background={self.background}, nnz={self.nnz}, '
-                f'eps={self.eps:g})')
+                f'eps={self.eps:g}' + (', costs' if self.costs is not None else '') + ')')

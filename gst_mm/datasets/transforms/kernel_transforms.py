@@ -7,7 +7,13 @@ from mmcv.transforms import BaseTransform
 
 from gst_mm.registry import TRANSFORMS
 from gst_mm.splatting.soft_gaussians import SoftGaussians
-from gst_mm.transport import TransportKernel, build_kernel, build_soft_kernel
+from gst_mm.transport import (
+    COST_KINDS,
+    TransportKernel,
+    build_kernel,
+    build_soft_kernel,
+    with_entry_costs,
+)
 
 
 def build_sample_kernel(gaussians, img_shape: Tuple[int, int], stride: int,
@@ -50,12 +56,20 @@ class LoadTransportKernel(BaseTransform):
         cutoff, bg_ratio, min_std, max_std, background: see
             :func:`gst_mm.transport.build_kernel` (``min_std`` defaults to the
             stride).
+        cost: attach each stored entry's transport cost (``'sqdist'``: squared
+            distance to the point in cells^2; ``'mahalanobis'``: ``d_M^2 / 2`` under
+            the point's Gaussian, the anchor's for the soft plan), which
+            ``GSTLoss(cost_weight > 0)`` needs; ``None`` (default): no costs.
     """
 
     def __init__(self, stride: int = 8, cutoff: float = 3.0, bg_ratio: float = 0.015,
                  min_std: Optional[float] = None, max_std: float = 20.0,
-                 background: bool = True) -> None:
+                 background: bool = True, cost: Optional[str] = None) -> None:
+        if cost is not None and cost not in COST_KINDS:
+            raise ValueError(f'LoadTransportKernel: cost must be one of {COST_KINDS} or None, '
+                             f'got {cost!r}')
         self.stride = int(stride)
+        self.cost = cost
         self.kernel_cfg = dict(cutoff=cutoff, bg_ratio=bg_ratio, min_std=min_std,
                                max_std=max_std, background=background)
 
@@ -64,9 +78,15 @@ class LoadTransportKernel(BaseTransform):
         if gaussians is None:
             raise KeyError(f"{results.get('img_path', '<unknown sample>')}: LoadTransportKernel "
                            'needs results["gaussians"]: put LoadCrowdGaussians first')
-        results['transport_kernel'] = build_sample_kernel(
-            gaussians, results['img'].shape[:2], self.stride, **self.kernel_cfg)
+        kernel = build_sample_kernel(gaussians, results['img'].shape[:2], self.stride,
+                                     **self.kernel_cfg)
+        if self.cost is not None:  # a soft plan's means / covariances are its anchors'
+            with_entry_costs(kernel, gaussians.means, gaussians.covariances, self.cost,
+                             min_std=self.kernel_cfg['min_std'],
+                             max_std=self.kernel_cfg['max_std'])
+        results['transport_kernel'] = kernel
         return results
 
     def __repr__(self) -> str:
-        return f'{self.__class__.__name__}(stride={self.stride}, {self.kernel_cfg})'
+        return (f'{self.__class__.__name__}(stride={self.stride}, {self.kernel_cfg}, '
+                f'cost={self.cost!r})')

@@ -124,12 +124,22 @@ class GSTLoss(_CountingLoss):
             built without background (the "GST without background" ablation) works
             with either setting.
         batch_reduction: ``'mean'`` (default, the reference's intent) or ``'sum'``.
+        cost_weight: ``lambda_W`` of the plan's transport cost (gst_mm's extension; 0,
+            the default, is the paper, which drops it): with the predicted density
+            ``z`` the plan is ``P = diag(z) K`` and ``W(P) = sum_i z_i sum_n K[i, n]
+            c(x_i, y_n)`` (one more sparse product, :meth:`TransportKernel.transport_cost`),
+            reduced over the batch like L_BT. Needs kernels with entry costs
+            (``LoadTransportKernel(cost='sqdist')``). With ``cost_weight > 0`` the loss
+            returns ``dict(loss_transport=..., loss_cost=...)`` (both logged).
     """
 
     def __init__(self, loss_weight: float = 1.0, background: bool = True,
-                 batch_reduction: str = 'mean') -> None:
+                 batch_reduction: str = 'mean', cost_weight: float = 0.0) -> None:
         super().__init__(loss_weight, batch_reduction)
+        if cost_weight < 0:
+            raise ValueError(f'GSTLoss: cost_weight must be >= 0, got {cost_weight}')
         self.background = bool(background)
+        self.cost_weight = float(cost_weight)
 
     def forward(self, density: Tensor, points: Sequence[Tensor], *,
                 kernels: Optional[Sequence[TransportKernel]] = None,
@@ -141,8 +151,17 @@ class GSTLoss(_CountingLoss):
                              '(data samples carry them as `transport_kernel`)')
         if len(kernels) != len(points):
             raise ValueError(f'{len(kernels)} kernels for {len(points)} point sets')
-        return super().forward(density, points, kernels=kernels, targets=targets, stride=stride,
-                               image_shapes=image_shapes)
+        transport = super().forward(density, points, kernels=kernels, targets=targets,
+                                    stride=stride, image_shapes=image_shapes)
+        if self.cost_weight == 0:
+            return transport
+        if any(k.costs is None for k in kernels):
+            raise ValueError("GSTLoss(cost_weight > 0) needs kernels with entry costs: set "
+                             "LoadTransportKernel(cost='sqdist') in the train pipeline")
+        cost = batch_reduce(density, lambda b, d: kernels[b].to(d.device).transport_cost(d),
+                            self.batch_reduction)
+        return dict(loss_transport=transport,
+                    loss_cost=self.loss_weight * self.cost_weight * cost)
 
     def image_loss(self, b, density, points, kernel, target, stride, image_shape):
         if kernel.num_points != len(points):
