@@ -9,8 +9,15 @@ The pure cores (:mod:`gst_mm.splatting`, :mod:`gst_mm.transport`) import no
 OpenMMLab package; when MMPose is not installed only they are available.
 """
 import importlib.util
+import warnings
 
 from .version import __version__
+
+# mmengine 0.10.7 imports pkg_resources, whose deprecation warning (setuptools >= 77 is
+# pinned below 81, where it still exists) printed several lines before every tool's
+# output; it says nothing to a user of gst_mm
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API',
+                        category=UserWarning)
 
 __all__ = ['__version__']
 

@@ -24,12 +24,12 @@ import os.path as osp
 import sys
 from typing import Optional
 
-from mmengine.runner import Runner
+from mmengine.runner import Runner  # noqa: I001
 
-import gst_mm  # noqa: F401  (registers gst_mm components, fixes checkpoint loading)
+import gst_mm  # noqa: F401,I001  (first: registers gst_mm components, quiets mmengine)
 from gst_mm.evaluation.prediction_files import prediction_format
 from gst_mm.utils import init_cpu_distributed, register_all_modules
-from gst_mm.utils.config import add_run_arguments, load_run_config
+from gst_mm.utils.config import add_run_arguments, load_run_config, run_tool
 
 
 def parse_args(argv=None):
@@ -99,11 +99,17 @@ def set_counting_outputs(cfg, pred_file: Optional[str], nwpu_submission: Optiona
 
 def main(argv=None):
     args = parse_args(argv)
+    holder: dict = {}
+    return run_tool('test.py', lambda: _test(args, holder), holder)
+
+
+def _test(args, holder: dict):
     register_all_modules(init_default_scope=False)
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist')
     cfg = load_run_config(args.config, args.cfg_options, args.work_dir, args.launcher,
                           args.local_rank)
+    holder['cfg'] = cfg
     cfg.load_from = args.checkpoint
     cfg.resume = False
     if args.show_dir is not None:

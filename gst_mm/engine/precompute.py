@@ -351,7 +351,8 @@ def precompute_dataset(dataset,
                        workers: int = 1,
                        shard: Tuple[int, int] = (0, 1),
                        progress: bool = True,
-                       only: Optional[List[str]] = None) -> PrecomputeSummary:
+                       only: Optional[List[str]] = None,
+                       wait_busy: float = 0.0) -> PrecomputeSummary:
     """Fit and cache the Gaussians of every image of ``dataset`` that has no valid cache.
 
     Args:
@@ -366,6 +367,8 @@ def precompute_dataset(dataset,
         shard: ``(k, n)``: fit only the k-th of n interleaved shards.
         progress: show a progress bar.
         only: fit only these images (``img_path``; e.g. one sample for a viewer).
+        wait_busy: seconds to wait for entries another process is fitting
+            (:func:`gst_mm.splatting.fit_missing`); 0: report them as busy.
     """
     spec = resolve_cache(dataset, dict(cache_dir=cache_dir, fit_cfg=fit_cfg,
                                        data_root=data_root))
@@ -379,7 +382,7 @@ def precompute_dataset(dataset,
         samples = [s for s in group.samples if wanted is None or s.img_path in wanted]
         if samples:
             summary.merge(fit_missing(samples, group.cache(), spec.fit_cfg, workers=workers,
-                                      shard=shard, progress=progress))
+                                      shard=shard, progress=progress, wait_busy=wait_busy))
     return summary
 
 
@@ -416,6 +419,10 @@ class CacheReport:
                  + f'; {self.disk_bytes / 2**20:.1f} MiB in {", ".join(self.cache_dirs)}']
         for name, messages in self.examples.items():
             lines += [f'  {name}: {m}' for m in messages]
+            kind = name[len('stale ('):-1] if name.startswith('stale (') else None
+            total = self.stale_kinds.get(kind, 0) if kind else self.counts.get(name, 0)
+            if total > len(messages):  # the list is cut at max_examples: say so
+                lines.append(f'  {name}: ... and {total - len(messages)} more')
         return '\n'.join(lines)
 
 

@@ -280,3 +280,64 @@ def build_split_dataset(cfg: Config, split: str, pipeline: Optional[list] = None
     ds_cfg = copy.deepcopy(loader.dataset)
     ds_cfg['pipeline'] = list(pipeline or [])
     return DATASETS.build(ds_cfg)
+
+
+def user_error_line(err: BaseException, cfg: Optional[Config] = None) -> Optional[str]:
+    """One line for an error a user made (a missing file, a typo in an option, a bad
+    annotation, a stale or misplaced cache), or ``None`` for anything else (a bug:
+    keep the traceback). DataLoader workers wrap their exceptions in a multi-line
+    message; its last line is the original one."""
+    from gst_mm.splatting import CacheKeyError, GaussianCacheError, ImageReadError
+    if isinstance(err, (ConfigOptionError, CacheKeyError, GaussianCacheError, ImageReadError,
+                        FileNotFoundError)):
+        lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+        return lines[-1] if lines else type(err).__name__
+    if cfg is not None and isinstance(err, (ValueError, TypeError)):
+        from gst_mm.datasets.annotation_check import explain_annotation_error
+        return explain_annotation_error(cfg, err)
+    return None
+
+
+def run_tool(prog: str, body: Callable[[], Any], cfg_holder: Optional[dict] = None) -> Any:
+    """Run a tool's ``body``; a user error (:func:`user_error_line`) is one line
+    ``<prog>: error: ...`` on stderr and exit code 2, anything else keeps its traceback.
+    ``cfg_holder['cfg']``, when the body stores its config there, lets annotation errors
+    be traced to the file, sample and field."""
+    import sys
+    try:
+        return body()
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - re-raised unless a user error
+        if isinstance(err, SystemExit):
+            raise
+        line = user_error_line(err, (cfg_holder or {}).get('cfg'))
+        if line is None:
+            raise
+        print(f'{prog}: error: {line}', file=sys.stderr)
+        sys.exit(2)
+
+
+def short_run(cfg: Config, iters: int) -> Config:
+    """Make ``cfg`` (in place) a short run of ``iters`` training iterations, whatever its
+    loop (``tools/train.py --iters N``): iteration-based training with validation (if
+    the config validates) and a checkpoint at the end, ``drop_last`` on the training
+    loader (no tiny last batch), a log line for every step, and only the
+    iteration-based learning-rate schedules (epoch-based ones, e.g. MMPose's
+    MultiStepLR at epoch 170, would never fire)."""
+    iters = int(iters)
+    if iters <= 0:
+        raise ValueError(f'--iters must be > 0, got {iters}')
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters, val_interval=iters)
+    cfg.train_dataloader.drop_last = True
+    schedules = cfg.get('param_scheduler', None) or []
+    if isinstance(schedules, dict):
+        schedules = [schedules]
+    cfg.param_scheduler = [dict(s, end=min(int(s.get('end', iters)), iters))
+                           for s in schedules if s.get('by_epoch', True) is not True]
+    hooks = cfg.get('default_hooks', None)
+    if hooks is not None:
+        if 'logger' in hooks:
+            hooks.logger.interval = 1
+        if 'checkpoint' in hooks:
+            hooks.checkpoint.update(by_epoch=False, interval=iters)
+    cfg.log_processor = dict(type='LogProcessor', window_size=1, by_epoch=False)
+    return cfg

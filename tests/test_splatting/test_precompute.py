@@ -94,3 +94,39 @@ def test_workers_and_shards(tmp_path):
     assert all(cache.is_valid(s.img_path, s.points) for s in samples)
     with pytest.raises(ValueError, match='shard'):
         fit_missing(samples, cache, FIT, shard=(2, 2))
+
+
+def _claim(cache, sample, pid):
+    import socket
+    path = cache.path_for(sample.img_path) + '.claim'
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+        f.write(f'{socket.gethostname()} {pid}\n')
+    return path
+
+
+def test_a_second_run_leaves_entries_another_live_writer_is_fitting(tmp_path):
+    """Two precompute runs on one cache (issue 24 item 8): an entry claimed by a live
+    writer is reported busy, not fitted twice; a dead writer's claim is taken over;
+    waiting for a claim that is released fits (or skips) the entry afterwards."""
+    import subprocess
+    import sys
+    import threading
+    samples = write_dataset(tmp_path, n=3)
+    cache = GaussianCache(tmp_path / 'cache', data_root=tmp_path)
+    live = _claim(cache, samples[0], os.getpid())            # this process: alive
+    dead_pid = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'],
+                              capture_output=True, text=True).stdout.strip()
+    dead = _claim(cache, samples[1], dead_pid)                # its writer is gone
+    summary = fit_missing(samples, cache, FIT, progress=False)
+    assert [k for k, _ in summary.busy] == ['img0'] and 'pid' in summary.busy[0][1]
+    assert sorted(summary.fitted) == ['img1', 'img2'] and summary.ok
+    assert 'being fitted by another process' in str(summary)
+    assert os.path.exists(live) and not os.path.exists(dead)
+    assert not os.path.exists(cache.path_for(samples[0].img_path))
+    # waiting: the claim goes away after 1 s, then the entry is fitted here
+    threading.Timer(1.0, os.remove, args=(live, )).start()
+    waited = fit_missing(samples, cache, FIT, progress=False, wait_busy=30)
+    assert waited.fitted == ['img0'] and not waited.busy and sorted(waited.skipped) == [
+        'img1', 'img2']
+    assert not any(p.endswith('.claim') for _, _, fs in os.walk(cache.root) for p in fs)

@@ -41,6 +41,9 @@ class GSTPrecomputeHook(Hook):
         allow_failures: if False (default), images that could not be fitted
             stop the run with one error listing them after every other image
             has been fitted and cached.
+        wait_busy: seconds to wait for entries another process (e.g. a
+            ``tools/precompute.py`` beside the run) is fitting; entries still busy
+            then count as failures.
     """
 
     priority = 'VERY_HIGH'
@@ -51,7 +54,8 @@ class GSTPrecomputeHook(Hook):
                  fit_cfg: Optional[Dict] = None,
                  splits: Sequence[str] = ('train', ),
                  workers: int = 1,
-                 allow_failures: bool = False) -> None:
+                 allow_failures: bool = False,
+                 wait_busy: float = 3600.0) -> None:
         for split in splits:
             if split not in ('train', 'val', 'test'):
                 raise ValueError(f"GSTPrecomputeHook: unknown split '{split}'")
@@ -63,6 +67,7 @@ class GSTPrecomputeHook(Hook):
         self.splits = tuple(splits)
         self.workers = workers
         self.allow_failures = allow_failures
+        self.wait_busy = float(wait_busy)
 
     @staticmethod
     def _dataset_of(runner, split: str):
@@ -94,10 +99,12 @@ class GSTPrecomputeHook(Hook):
                     data_root=spec.data_root,
                     workers=self.workers,
                     shard=(rank, world_size),
-                    progress=rank == 0)
+                    progress=rank == 0,
+                    wait_busy=self.wait_busy)
                 print_log(f'GSTPrecomputeHook [{split}, rank {rank}/{world_size}]: {summary}',
                           logger='current')
-                failed += list(summary.failed)
+                failed += list(summary.failed) + [(k, f'being fitted by {h}')
+                                                  for k, h in summary.busy]
                 caches.append(cache_dir)
         except Exception as e:  # noqa: BLE001 - re-raised on every rank below
             if world_size == 1:
