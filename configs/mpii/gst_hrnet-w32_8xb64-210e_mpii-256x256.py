@@ -7,8 +7,8 @@ the train pipeline and the Gaussian precompute hook (method.md 5).
 _base_ = ['mmpose::body_2d_keypoint/topdown_heatmap/mpii/td-hm_hrnet-w32_8xb64-210e_mpii-256x256.py']
 
 custom_imports = dict(
-    imports=['gst_mm.models.heads', 'gst_mm.datasets.transforms.pose_transforms',
-             'gst_mm.engine.hooks'],
+    imports=['gst_mm.models.heads', 'gst_mm.models.losses',
+             'gst_mm.datasets.transforms.pose_transforms', 'gst_mm.engine.hooks'],
     allow_failed_imports=False)
 
 # Paths. The data sets, headbox file and Gaussian cache all live under data_root:
@@ -19,12 +19,21 @@ data_root = 'data/mpii/'
 gaussian_cache_dir = 'data/mpii/gst_cache'
 gaussian_data_root = data_root
 
+# GST settings: preset 'default' (docs/pose.md, "Which setting")
 model = dict(
     head=dict(
         type='gst_mm.GSTHeatmapHead',
-        transport_weight=1.0,
+        loss=dict(
+            _delete_=True,
+            type='gst_mm.JointTransportLoss',
+            discrepancy='log',
+            cost_weight=0.0),
+        beta=8.0,
+        nonneg='softmax',
+        decode_mode='codec',
         mse_weight=0.0,
-        nonneg='softmax'))
+        mse_warmup_iters=0,
+        mse_loss=dict(type='KeypointMSELoss', use_target_weight=True)))
 
 train_pipeline = [
     dict(type='LoadImage'),
@@ -39,7 +48,8 @@ train_pipeline = [
         type='gst_mm.LoadPoseTransportKernel',
         cache_dir=gaussian_cache_dir,
         data_root=gaussian_data_root,
-        stride=4),
+        stride=4,
+        cost=None),
     dict(type='PackPoseInputs'),
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))

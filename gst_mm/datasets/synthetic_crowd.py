@@ -53,6 +53,10 @@ class SyntheticCrowdConfig:
             object's geometric-mean std), like real head annotations that are not
             clicked on the exact centre. 0 (default): exact centres. The image does
             not depend on it; covariances stay the objects' true shapes.
+        size_spread: each object's std is also multiplied by a log-uniform factor in
+            ``[1 / size_spread, size_spread]``, independent of where it stands (the
+            counting benchmark's "sizes" variant: no single sigma fits); 1 (default):
+            off, and the scenes are those of earlier versions.
         split_fractions: train / val / test fractions.
         seed: master seed.
         jpeg_quality: JPEG quality of written images.
@@ -72,6 +76,7 @@ class SyntheticCrowdConfig:
     occluders: bool = True
     noise_std: float = 2.0
     annotation_jitter: float = 0.0
+    size_spread: float = 1.0
     split_fractions: Tuple[float, float, float] = (0.7, 0.15, 0.15)
     seed: int = 0
     jpeg_quality: int = 95

@@ -183,6 +183,7 @@ class CrowdSettings(Protocol):
     occluders: bool
     noise_std: float
     annotation_jitter: float
+    size_spread: float
 
 
 def perspective_scale(y: np.ndarray, height: int, far_scale: float) -> np.ndarray:
@@ -194,8 +195,9 @@ def perspective_scale(y: np.ndarray, height: int, far_scale: float) -> np.ndarra
 def place_crowd(rng: np.random.Generator, width: int, height: int, n: int,
                 cfg: CrowdSettings) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Sample up to ``n`` centres (denser towards the top, partly clustered) and
-    their shapes (major std ``near_std`` x perspective x U[0.85, 1.15], aspect
-    U[1, max_aspect], angle U[0, pi)). Returns float64 ``(centres (M, 2) px,
+    their shapes (major std ``near_std`` x perspective x U[0.85, 1.15] x, when
+    ``size_spread > 1``, a log-uniform factor in ``[1 / size_spread, size_spread]``;
+    aspect U[1, max_aspect], angle U[0, pi)). Returns float64 ``(centres (M, 2) px,
     covariances (M, 2, 2) px^2, scales (M, 2) (major, minor) px, angles (M,))`` with
     ``M <= n``."""
     n_clusters = int(rng.integers(1, 4))
@@ -215,6 +217,9 @@ def place_crowd(rng: np.random.Generator, width: int, height: int, n: int,
         if not (margin <= p[0] <= width - margin and margin <= p[1] <= height - margin):
             continue
         s = cfg.near_std * perspective_scale(p[1], height, cfg.far_scale) * rng.uniform(0.85, 1.15)
+        spread = float(getattr(cfg, 'size_spread', 1.0))
+        if spread > 1.0:  # sizes independent of position (draws nothing when off)
+            s *= float(np.exp(rng.uniform(-np.log(spread), np.log(spread))))
         if not _spaced(pts, stds, p, s, cfg.min_spacing):
             continue
         pts.append(p)

@@ -9,6 +9,7 @@ from .joint_plan import (
     KERNEL_KEY,
     joint_transport_costs,
     joint_transport_losses,
+    plan_costs,
     transported_masses,
     weighted_joint_mean,
 )
@@ -16,6 +17,7 @@ from .kernel import (
     COST_KINDS,
     DEFAULT_EPS,
     TransportKernel,
+    background_costs,
     build_kernel,
     cell_centres,
     clamp_covariances,
@@ -61,9 +63,10 @@ from .soft_kernel import build_soft_kernel, soft_point_kernels
 __all__ = [
     'DEFAULT_EPS', 'TransportKernel', 'build_kernel', 'cell_centres', 'clamp_covariances',
     'heuristic_kernel', 'point_kernels', 'point_costs', 'COST_KINDS', 'window_radius',
-    'entry_costs', 'with_entry_costs',
+    'entry_costs', 'with_entry_costs', 'background_costs',
     'KERNEL_KEY', 'COST_KEY', 'DISCREPANCIES', 'joint_transport_costs',
-    'joint_transport_losses', 'transported_masses', 'weighted_joint_mean', 'build_soft_kernel',
+    'joint_transport_losses', 'plan_costs', 'transported_masses', 'weighted_joint_mean',
+    'build_soft_kernel',
     'soft_point_kernels', 'BATCH_REDUCTIONS', 'batch_mean',
     'batch_reduce', 'batch_dm_count_loss', 'check_reduction', 'dm_count_terms',
     'batch_transport_loss', 'bayesian_loss', 'dm_count_loss', 'pseudo_density',

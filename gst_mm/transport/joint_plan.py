@@ -17,11 +17,15 @@ Discrepancy (the paper's ``D``, per joint; target mass 1 on the joint, 0 on back
   ``(1 + 1 / m_j) / 2``, so a joint with little mass on its kernel is not starved.
 
 Transport cost (the paper's ``W(P)``, which it drops with weight 0): the cost of the
-plan's mass that goes to the joint, ``W_j = sum_x d_j(x) K_fg[j](x) c_j(x)`` with a
-fixed per-cell cost ``c_j`` (:func:`gst_mm.transport.point_costs`: squared distance to
-the joint in cells, or half the squared Mahalanobis distance under its Gaussian).
-Inside the kernel's plateau the discrepancy does not care where the mass lies; the cost
-prefers the joint's own cell.
+whole plan, ``W_j = sum_x d_j(x) C_j(x)`` with ``C_j(x) = K_fg(x) c_j(x) +
+(1 - K_fg(x)) c_0`` the plan's expected cost of cell ``x``'s mass: ``c_j`` the cost of
+moving it to the joint (:func:`gst_mm.transport.point_costs`: squared distance in
+cells, or half the squared Mahalanobis distance under the joint's Gaussian) and ``c_0``
+that of the background column, the cost at the cut-off where the background sits
+(:func:`gst_mm.transport.background_costs`), so sending mass to background is never
+cheaper than keeping it on the kernel's rim. ``C_j`` is fixed per sample (the pose
+transform makes it, ``gst_costs``). Inside the kernel's plateau the discrepancy does
+not care where the mass lies; the cost prefers the joint's own cell.
 
 Units: ``d`` is mass per heatmap cell, a joint's unit mass is the sum over its channel's
 ``h * w`` cells; costs are in cells^2 (``'sqdist'``) or squared stds (``'mahalanobis'``).
@@ -32,8 +36,8 @@ import torch
 from torch import Tensor
 
 #: results / ``gt_fields`` key of the per-joint kernels ``K_fg (J, h, w)`` and of the
-#: per-joint cost maps ``c (J, h, w)`` (written by the pose kernel transform, read by
-#: the GST head).
+#: per-joint plan cost maps ``C (J, h, w)`` (:func:`plan_costs`; written by the pose
+#: kernel transform, read by the GST head).
 KERNEL_KEY = 'gst_kernels'
 COST_KEY = 'gst_costs'
 
@@ -80,12 +84,18 @@ def joint_transport_losses(density: Tensor, kernels: Tensor, discrepancy: str = 
     return -torch.log(to_joint.clamp_min(eps)) + to_background.abs()
 
 
-def joint_transport_costs(density: Tensor, kernels: Tensor, costs: Tensor) -> Tensor:
-    """Per-joint transport cost ``W_j = sum_x d K_fg c`` ``(B, J)`` of the plan's mass
-    that goes to the joint; ``costs (B, J, h, w)`` per cell (cells^2 or stds^2)."""
-    _check(density, kernels)
+def plan_costs(kernels: Tensor, costs: Tensor, background: Tensor) -> Tensor:
+    """The two-column plan's expected cost per cell, ``C = K_fg c + (1 - K_fg) c_0``,
+    for kernels and point costs ``(..., h, w)`` and background costs ``(...)``."""
+    return kernels * costs + (1.0 - kernels) * background[..., None, None]
+
+
+def joint_transport_costs(density: Tensor, costs: Tensor) -> Tensor:
+    """Per-joint transport cost ``W_j = sum_x d C_j`` ``(B, J)`` of the plan, with
+    ``costs (B, J, h, w)`` the plan's expected cost per cell (:func:`plan_costs`; cells^2
+    or stds^2)."""
     _check(density, costs, 'cost maps')
-    return (density * kernels.to(density.dtype) * costs.to(density.dtype)).flatten(2).sum(-1)
+    return (density * costs.to(density.dtype)).flatten(2).sum(-1)
 
 
 def weighted_joint_mean(losses: Tensor, weights: Tensor) -> Tensor:

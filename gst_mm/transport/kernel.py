@@ -423,7 +423,8 @@ def point_costs(means: ArrayLike, covariances: ArrayLike, grid_shape: Tuple[int,
             unused); ``'mahalanobis'``: ``d_M^2 / 2`` under the clamped covariance.
 
     Returns:
-        ``(N, h, w)`` float32, 0 at the point.
+        ``(N, h, w)`` float32, 0 at the point (the cost of the point column; the
+        background column's is :func:`background_costs`).
     """
     if kind not in COST_KINDS:
         raise ValueError(f'cost kind must be one of {COST_KINDS}, got {kind!r}')
@@ -437,6 +438,25 @@ def point_costs(means: ArrayLike, covariances: ArrayLike, grid_shape: Tuple[int,
     else:
         cost = 0.5 * mahalanobis_sq(dx, dy, conic[:, None])
     return cost.reshape(m.shape[0], *grid_shape).float()
+
+
+@torch.no_grad()
+def background_costs(covariances: ArrayLike, stride: float, kind: str = 'sqdist', *,
+                     cutoff: float = 3.0, min_std: Optional[float] = None,
+                     max_std: float = 20.0) -> Tensor:
+    """Cost of sending mass to each point's background column: the cost at the
+    cut-off, where the background log-likelihood places the virtual background object
+    (method.md 4): ``'mahalanobis'``: ``d^2 / 2``; ``'sqdist'``: ``d^2 sigma^2`` with
+    ``sigma^2 = sqrt(det Sigma)`` the clamped geometric-mean variance in cells^2.
+    Returns ``(N,)`` float32."""
+    if kind not in COST_KINDS:
+        raise ValueError(f'cost kind must be one of {COST_KINDS}, got {kind!r}')
+    cv = _as_tensor(covariances).reshape(-1, 2, 2)
+    min_std = float(stride) if min_std is None else float(min_std)
+    _, _, logdet = clamp_covariances(cv, min_std, float(max_std))
+    if kind == 'mahalanobis':
+        return torch.full_like(logdet, 0.5 * cutoff ** 2).float()
+    return (cutoff ** 2 * torch.exp(0.5 * logdet) / float(stride) ** 2).float()
 
 
 def entry_costs(kernel: TransportKernel, means: ArrayLike, covariances: ArrayLike,

@@ -14,7 +14,13 @@ from gst_mm.models.heads.density_maps import (
     nonnegative,
 )
 from gst_mm.models.losses import JointTransportLoss
-from gst_mm.transport import joint_transport_losses, point_costs, point_kernels
+from gst_mm.transport import (
+    background_costs,
+    joint_transport_losses,
+    plan_costs,
+    point_costs,
+    point_kernels,
+)
 
 
 def _density(heat, mode, beta=1.0):
@@ -25,8 +31,8 @@ def _density(heat, mode, beta=1.0):
 
 
 def _direct(heat, kern, weights, mode, discrepancy='l1', costs=None, lam=0.0, beta=1.0):
-    """Loop-by-loop reference: D(sum K d, sum (1 - K) d) + lam sum_x d K c per joint,
-    weighted mean over the joint slots."""
+    """Loop-by-loop reference: D(sum K d, sum (1 - K) d) + lam sum_x d C per joint (C:
+    the plan's cost per cell), weighted mean over the joint slots."""
     b, j, h, w = heat.shape
     total = heat.new_zeros(())
     for bi in range(b):
@@ -39,8 +45,7 @@ def _direct(heat, kern, weights, mode, discrepancy='l1', costs=None, lam=0.0, be
             lj = lj + bg.abs()
             if lam:
                 c = costs[bi, ji]
-                lj = lj + lam * sum(d[y, x] * k[y, x] * c[y, x]
-                                    for y in range(h) for x in range(w))
+                lj = lj + lam * sum(d[y, x] * c[y, x] for y in range(h) for x in range(w))
             total = total + weights[bi, ji] * lj
     return total / (b * j)
 
@@ -79,15 +84,17 @@ def test_loss_and_gradient_match_direct_computation(mode, discrepancy, lam):
 
 
 def test_cost_term_is_the_plans_transport_cost_and_its_gradient_is_right():
-    # W = sum_{x, n in {joint, bg}} P(x, n) c(x, n) with P = diag(d) [K, 1 - K] and the
-    # background's cost 0: a dense evaluation of the plan
-    heat, kern, costs, weights = _case(1)
+    # W = sum_{x, n in {joint, bg}} P(x, n) c(x, n) with P = diag(d) [K, 1 - K], the joint
+    # column's cost c and the background column's c_0: a dense evaluation of the plan
+    heat, kern, point_cost, weights = _case(1)
+    c0 = torch.tensor([[9.0, 4.5, 12.0], [6.0, 9.0, 3.0]], dtype=torch.float64)
     d = nonnegative(heat)
     plan = torch.stack([d * kern, d * (1 - kern)], -1)         # (B, J, h, w, 2)
-    cost = torch.stack([costs, torch.zeros_like(costs)], -1)
+    cost = torch.stack([point_cost, c0[..., None, None].expand_as(point_cost)], -1)
     dense = (plan * cost).flatten(2).sum(-1)
     from gst_mm.transport import joint_transport_costs
-    assert torch.allclose(joint_transport_costs(d, kern, costs), dense, rtol=1e-12)
+    costs = plan_costs(kern, point_cost, c0)
+    assert torch.allclose(joint_transport_costs(d, costs), dense, rtol=1e-12)
     # the plan's marginals: rows sum to d, the joint column to the transported mass
     assert torch.allclose(plan.sum(-1), d)
     # finite differences of the whole loss (l1 + cost) in float64
@@ -116,12 +123,16 @@ def test_log_discrepancy_gradient_is_the_l1_one_scaled_by_the_inverse_mass():
 
 def test_cost_prefers_the_joint_inside_the_kernel_plateau():
     """Unit mass on one cell: the paper's loss is the same (~0) anywhere on the
-    plateau; with the cost it grows with the squared distance to the joint."""
+    plateau; with the cost it grows with the squared distance to the joint, and mass
+    sent far to background costs the cut-off's cost (not 0: no incentive to drain)."""
     stride, grid = 2, (16, 16)
     joint = torch.tensor([[15.0, 15.0]])            # centre of cell (7, 7)
     cov = torch.eye(2)[None] * 4.0                  # 2 px = 1 cell
     kern = point_kernels(joint, cov, grid, stride)[None].double()
-    costs = point_costs(joint, cov, grid, stride, 'sqdist')[None].double()
+    c0 = background_costs(cov, stride, 'sqdist')
+    assert c0.tolist() == pytest.approx([9.0])      # (cut-off 3 x 1 cell)^2
+    costs = plan_costs(kern, point_costs(joint, cov, grid, stride, 'sqdist')[None].double(),
+                       c0[None].double())
     w = torch.ones(1, 1, dtype=torch.float64)
     paper, with_cost = [], []
     for dx in range(3):   # 0-2 cells: inside the plateau (K >= 0.99)
@@ -132,7 +143,10 @@ def test_cost_prefers_the_joint_inside_the_kernel_plateau():
                              ).item())
     assert max(paper) - min(paper) < 0.01          # the plateau: ~no preference
     assert all(b > a + 0.05 for a, b in zip(with_cost, with_cost[1:]))
-    assert costs[0, 0, 7, 7:10].tolist() == [0.0, 1.0, 4.0]
+    assert costs[0, 0, 7, 7:10].tolist() == pytest.approx([0.0, 1.0, 4.0], abs=0.05)
+    assert costs[0, 0, 0, 0].item() == pytest.approx(9.0, abs=1e-3)  # far: background
+    assert background_costs(cov * 4, stride, 'sqdist').item() == pytest.approx(36.0, rel=1e-5)
+    assert background_costs(cov, stride, 'mahalanobis').item() == pytest.approx(4.5)
 
 
 def test_point_costs_match_their_formulas():

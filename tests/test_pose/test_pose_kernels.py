@@ -16,7 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from gst_mm.datasets.transforms.pose_transforms import KERNEL_KEY, LoadPoseTransportKernel
+from gst_mm.datasets.transforms.pose_transforms import (
+    COST_KEY,
+    KERNEL_KEY,
+    LoadPoseTransportKernel,
+)
 
 STRIDE = 4
 #: the pose cache convention: cached mean = MMPose keypoint (pixel index) + 0.5 px
@@ -130,6 +134,18 @@ def test_kernels_follow_flip_bbox_transform_and_affine(mpii, synthetic_cache, se
                             (64, 64), STRIDE)
         ref = ref.numpy() if hasattr(ref, 'numpy') else np.asarray(ref)
         np.testing.assert_allclose(kern[use], ref, atol=2e-3)
+
+        # 3) the plan's cost maps (default cost='sqdist'): K c + (1 - K) c_0 with c the
+        # squared distance to the joint in cells and c_0 = 9 x the clamped variance
+        cost = sample.gt_fields.get(COST_KEY).numpy()
+        assert cost.shape == kern.shape and np.all(cost[~use] == 0)
+        from gst_mm.transport import clamp_covariances
+        var = torch.exp(0.5 * clamp_covariances(torch.as_tensor(np.stack(cov)).float(),
+                                                STRIDE, 20.0)[2]).numpy() / STRIDE ** 2
+        for n, j in enumerate(np.flatnonzero(use)):
+            c = ((xs - tk[j, 0] / STRIDE) ** 2 + (ys - tk[j, 1] / STRIDE) ** 2)
+            expect = kern[j] * c + (1 - kern[j]) * 9.0 * var[n]
+            np.testing.assert_allclose(cost[j], expect, rtol=2e-3, atol=2e-2)
     assert checked >= 10
 
 

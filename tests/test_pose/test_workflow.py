@@ -138,12 +138,21 @@ def test_train_with_one_override_then_test_show_dir(mpii_layout, tmp_path, monke
     logs = [osp.join(r, f) for r, _, fs in os.walk(work) for f in fs if f.endswith('.log')]
     assert any('Epoch(val)' in line and ' PCK: ' in line for p in logs for line in open(p))
 
+    # every keypoint above the draw threshold (kpt_thr 0): MMPose 1.3.2's visualiser
+    # passed each radius as a 1-element array that numpy 2 refuses to int(); before the
+    # shim (gst_mm.utils.compat) this raised a TypeError and wrote no image
     metrics = load_tool('test').main([GST_W32, ckpt, '--work-dir', work, '--show-dir', 'vis',
-                                      '--cfg-options', *tiny])
+                                      '--cfg-options', *tiny,
+                                      'default_hooks.visualization.kpt_thr=0.0'])
     assert 'PCK' in metrics
     drawn = [osp.join(r, f) for r, _, fs in os.walk(work) for f in fs
              if osp.basename(r) == 'vis' and f.endswith('.jpg')]
     assert len(drawn) == 2, drawn
+    from gst_mm.splatting import read_image
+    for path in drawn:  # skeleton and dots drawn over the image (not just the image)
+        plain = read_image(osp.join(mpii_layout, 'images', osp.basename(path)[:-6] + '.jpg'))
+        changed = (np.abs(read_image(path).astype(int) - plain.astype(int)).max(-1) > 80)
+        assert changed.sum() > 200, (path, int(changed.sum()))
     assert os.listdir(tmp_path) == ['work']
 
 

@@ -1,400 +1,398 @@
-"""Crowd-counting benchmark on the synthetic data set: GST vs. its plan ablation and baselines.
+"""Crowd-counting benchmark with power: paired runs of GST, its plan ablations and the
+baselines on two synthetic variants, with paired bootstrap intervals.
 
-Same model (the narrow VGG-19 of ``configs/counting/gst_vgg19_synthetic.py``),
-same data, same seeds, same number of steps for every method:
+    python tools/benchmark/counting.py [--arms gst gst-heuristic ...] [--variants
+        perspective sizes] [--seeds 0 1 2 3 4] [--protocol ema] [--jobs 2]
+        [--work-dir work_dirs/bench_counting] [--reuse] [--note TEXT] [--no-doc]
+    python tools/benchmark/counting.py --protocol-study [--protocols base low-lr ema]
+        [--seeds 0 1 2 3]       # the seed spread of GST under each protocol
 
-    gst            GST loss, plan from the fitted (cached) Gaussians
-    gst-heuristic  GST loss, isotropic sigma = 8 px plan (the paper's ablation)
-    l2             pseudo-density L2
-    bl             Bayesian loss
-    dmcount        DM-Count (Sinkhorn OT + count + TV)
-    uot            unbalanced OT (semi-dual)
-    transformer    GST loss and plan, VGG-19 + graph-modulated transformer counter
-                   (``gst_vgg19trans_synthetic.py``), trained at the first seed only
+* **Arms** (:data:`ARMS`): GST (fitted plan), the heuristic plan (sigma 8 px), the
+  ground-truth-scale plan (``gt``), L2, Bayesian loss, DM-Count, UOT and GST with the
+  plan's transport cost (``gst-cost<lambda>``, gst_mm's extension; the paper is 0).
+* **Variants** (:data:`VARIANTS`): ``perspective`` (the synthetic set of
+  ``configs/counting/gst_vgg19_synthetic.py``: objects 4x smaller at the top, sizes
+  follow the row) and ``sizes`` (no perspective; each object's std log-uniform in
+  [3, 27] px wherever it stands, so no single sigma fits: the case of the paper's
+  Table 4).
+* **Paired**: for a seed every arm starts from the same initial weights and sees the
+  same crops in the same order (the recorder's hashes of the weights and of the first
+  batches are compared and reported). The paired difference of each arm to GST is
+  reported with a 90 % bootstrap interval that resamples seeds and test images
+  (hierarchically), so it covers both the training noise and the test set.
+* **Metrics**: test MAE / MSE, localisation F1 (CountingMetric, original resolution;
+  AP/AR radii 1..100 and F1@8 px) and the share of predicted mass inside the true
+  objects (cells within Mahalanobis distance 2 of an object: the synthetic set knows
+  every object's extent).
+* **Protocols** (:data:`PROTOCOLS`, ``--protocol-study`` compares their GST seed spread
+  per CPU-minute): the schedule, learning rate and evaluation weights of every run.
 
-Reports the test MAE / MSE (mean over seeds) and the training seconds per step
-(forward + loss + backward + update, median over the steps after a warm-up;
-data loading is measured separately). Prints one JSON line and appends a dated
-section to ``docs/benchmarks.md``.
-
-    python tools/benchmark/counting.py [--iters 400] [--seeds 0 1 2] [--threads 1]
-        [--methods gst l2 ...] [--note TEXT] [--no-doc]
-
-Targets (issue 5): GST MAE <= 0.8 x L2's and <= the heuristic plan's; GST step
-time <= 1.2 x L2's and <= 0.5 x DM-Count's.
+Prints one JSON line, writes ``<work-dir>/result.json`` and appends a section to
+docs/benchmarks.md.
 """
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import os.path as osp
-import platform
 import statistics
 import sys
 import time
-from typing import Dict, List, Sequence
+from typing import Dict, List
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-METHODS = ('gst', 'gst-heuristic', 'l2', 'bl', 'dmcount', 'uot', 'transformer')
-#: methods whose config is not ``configs/counting/{method}_vgg19_synthetic.py``
-METHOD_CONFIGS = {'transformer': 'gst_vgg19trans_synthetic.py'}
-#: methods trained at the first seed only (slower; one seed is enough to time them)
-ONE_SEED_METHODS = ('transformer', )
-#: methods that train with the fitted Gaussians (the cache is filled first)
-GST_PLAN_METHODS = ('gst', 'transformer')
-WARMUP = 5
+import numpy as np
+from _common import (
+    ROOT,
+    append_section,
+    init_worker,
+    load_line,
+    machine,
+    median_step,
+    recorder_of,
+    run_pool,
+    short_run,
+    utc_now,
+)
+
+CFG_DIR = osp.join(ROOT, 'configs', 'counting')
+#: arm -> (config, cfg options)
+ARMS: Dict[str, tuple] = {
+    'gst': ('gst_vgg19_synthetic.py', {}),
+    'gst-heuristic': ('gst-heuristic_vgg19_synthetic.py', {}),
+    'gst-gt': ('gst-gt_vgg19_synthetic.py', {}),
+    'l2': ('l2_vgg19_synthetic.py', {}),
+    'bl': ('bl_vgg19_synthetic.py', {}),
+    'dmcount': ('dmcount_vgg19_synthetic.py', {}),
+    'uot': ('uot_vgg19_synthetic.py', {}),
+    'gst-soft': ('gst-soft_vgg19_synthetic.py', {}),
+}
+COST_PREFIX = 'gst-cost'  # gst-cost0.05: GST + lambda_W 0.05 (squared distance in cells)
+#: data variants: SyntheticCrowdConfig fields over the config's synthetic_data
+VARIANTS = {'perspective': {},
+            'sizes': dict(far_scale=1.0, near_std=9.0, size_spread=3.0),
+            'jitter': dict(annotation_jitter=1.0)}  # displaced clicks (soft-plan benchmark)
+#: protocols: learning rate, warm-up steps, EMA of the weights for evaluation, steps
+PROTOCOLS = {
+    'base': dict(lr=1e-3, warmup=0, ema=False, iters=400),
+    'low-lr': dict(lr=3e-4, warmup=0, ema=False, iters=400),
+    'ema': dict(lr=1e-3, warmup=50, ema=True, iters=400),
+}
+MASK_RADIUS = 2.0  # Mahalanobis radius of an object's extent (mass-inside figure)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description='GST crowd-counting benchmark (synthetic set)')
-    p.add_argument('--iters', type=int, default=400, help='training steps per run')
-    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    p.add_argument('--methods', nargs='+', default=list(METHODS), choices=METHODS)
-    p.add_argument('--threads', type=int, default=1, help='torch threads per run')
-    p.add_argument('--jobs', type=int, default=1,
-                   help='runs trained at the same time (separate processes)')
-    p.add_argument('--work-dir', default=osp.join('work_dirs', 'bench_counting'))
-    p.add_argument('--timing-iters', type=int, default=300,
-                   help='after the accuracy runs, time each method alone on the machine '
-                   'for this many steps (seed 0; 0: use the accuracy runs\' step times)')
-    p.add_argument('--reuse-runs', default=None, metavar='JSON',
-                   help='take the accuracy runs (method, seed) that an earlier result of '
-                   'this tool (its JSON line, same --iters) has, and train only the missing ones')
-    p.add_argument('--sweep', type=int, nargs='*', default=[16, 64, 256, 1024],
-                   metavar='N', help='also time one training step vs N points per crop '
-                   '(GST, L2, DM-Count); give no value to skip')
-    p.add_argument('--note', default='', help='a sentence added to the section written to '
-                   'docs/benchmarks.md (e.g. what else ran on the machine)')
-    p.add_argument('--no-doc', action='store_true', help='do not append to docs/benchmarks.md')
-    return p.parse_args(argv)
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--arms', nargs='+',
+                   default=['gst', 'gst-heuristic', 'gst-gt', 'l2', 'dmcount'])
+    p.add_argument('--cost-arms', nargs='*', default=['gst-cost0.05', 'gst-cost0.2'],
+                   help='transport-cost arms (perspective variant only)')
+    p.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2, 3, 4])
+    p.add_argument('--protocol', default='ema', choices=list(PROTOCOLS))
+    p.add_argument('--iters', type=int, default=None, help="steps (default: the protocol's)")
+    p.add_argument('--protocol-study', action='store_true',
+                   help='only measure the GST seed spread under --protocols')
+    p.add_argument('--protocols', nargs='+', default=list(PROTOCOLS), choices=list(PROTOCOLS))
+    p.add_argument('--jobs', type=int, default=2, help='runs in parallel (1 thread each)')
+    p.add_argument('--boot', type=int, default=2000, help='bootstrap resamples')
+    p.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs', 'bench_counting'))
+    p.add_argument('--reuse', action='store_true', help='keep finished runs of the work dir')
+    p.add_argument('--note', default='')
+    p.add_argument('--no-doc', action='store_true')
+    args = p.parse_args(argv)
+    for arm in args.arms + args.cost_arms:
+        arm_spec(arm)
+    return args
 
 
-def _register_step_timer():
-    """A hook timing each training step (after the batch is loaded) and each data wait."""
-    from mmengine.hooks import Hook
-
-    from gst_mm.registry import HOOKS
-
-    @HOOKS.register_module(name='_BenchStepTimerHook', force=True)
-    class StepTimerHook(Hook):
-        priority = 'VERY_LOW'
-
-        def __init__(self):
-            self.steps: List[float] = []
-            self.waits: List[float] = []
-            self._t0 = None
-            self._t1 = None
-
-        def before_train_iter(self, runner, batch_idx, data_batch=None):
-            now = time.perf_counter()
-            if self._t1 is not None:
-                self.waits.append(now - self._t1)
-            self._t0 = now
-
-        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-            self._t1 = time.perf_counter()
-            self.steps.append(self._t1 - self._t0)
-
-    return StepTimerHook
+def arm_spec(arm: str) -> tuple:
+    """``(config file, cfg options)`` of an arm name."""
+    if arm in ARMS:
+        return ARMS[arm]
+    if arm.startswith(COST_PREFIX):
+        lam = float(arm[len(COST_PREFIX):])
+        return ('gst_vgg19_synthetic.py', {'model.count_loss.cost_weight': lam, '_cost': True})
+    raise SystemExit(f'counting.py: error: unknown arm {arm!r} (names: {sorted(ARMS)} or '
+                     f'{COST_PREFIX}<lambda>)')
 
 
-def run_one(method: str, seed: int, iters: int, work_dir: str, test: bool = True,
-            cfg_options: dict = None, config: str = None) -> Dict:
-    """Train ``method`` for ``iters`` steps with ``seed``; test MAE / MSE (unless ``test``
-    is False) and step times.
+# ---------------------------------------------------------------------- metric
+def _register_recorder_metric():
+    """Per test image: predicted and true count and the share of predicted mass inside
+    the true objects (from the image's annotation file: true covariances)."""
+    from mmengine.evaluator import BaseMetric
 
-    Args:
-        cfg_options: optional overrides merged into the loaded config
-            (``Config.merge_from_dict``) before the run's own settings below.
-        config: optional config path used instead of
-            ``configs/counting/{method}_vgg19_synthetic.py``.
-    """
+    from gst_mm.datasets.layout import read_annotation
+    from gst_mm.registry import METRICS
+
+    @METRICS.register_module(name='_BenchCountRecorder', force=True)
+    class CountRecorder(BaseMetric):
+        default_prefix = 'rec'
+
+        def process(self, data_batch, data_samples):
+            for s in data_samples:
+                path = s['img_path']
+                stem = osp.splitext(osp.basename(path))[0]
+                ann = read_annotation(osp.join(osp.dirname(osp.dirname(path)), 'annotations',
+                                               stem + '.json'))
+                dens = np.asarray(s['pred_density'].cpu()).reshape(
+                    s['pred_density'].shape[-2:])
+                h, w = dens.shape
+                ys, xs = np.mgrid[0:h, 0:w]
+                cx, cy = (xs + 0.5) * 8.0, (ys + 0.5) * 8.0
+                inside = np.zeros((h, w), bool)
+                for (px, py), cov in zip(ann.points, ann.covariances if ann.covariances
+                                         is not None else []):
+                    inv = np.linalg.inv(np.asarray(cov, np.float64))
+                    dx, dy = cx - px, cy - py
+                    d2 = inv[0, 0] * dx * dx + 2 * inv[0, 1] * dx * dy + inv[1, 1] * dy * dy
+                    inside |= d2 <= MASK_RADIUS ** 2
+                total = float(dens.sum())
+                self.results.append(dict(
+                    image=stem, pred=total, gt=float(len(ann.points)),
+                    inside=float(dens[inside].sum() / total) if total > 0 else 0.0))
+
+        def compute_metrics(self, results):
+            self.records = list(results)
+            return dict(inside=float(np.mean([r['inside'] for r in results])))
+
+    return CountRecorder
+
+
+# ---------------------------------------------------------------------- one run
+def _configure(cfg, arm: str, variant_root: str, protocol: Dict, iters: int, seed: int,
+               work_dir: str):
+    _, options = arm_spec(arm)
+    options = dict(options)
+    if options.pop('_cost', False):
+        for step in cfg.train_dataloader.dataset.pipeline:
+            if str(step['type']).endswith('LoadTransportKernel'):
+                step['cost'] = 'sqdist'
+    if options:
+        cfg.merge_from_dict(options)
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.data_root = variant_root
+    cfg.train_dataloader.num_workers = 0
+    cfg.train_dataloader.persistent_workers = False
+    cfg.optim_wrapper.optimizer.lr = protocol['lr']
+    warm = int(protocol['warmup'])
+    schedule = ([dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=warm)]
+                if warm else [])
+    schedule.append(dict(type='CosineAnnealingLR', T_max=iters - warm, eta_min=1e-5,
+                         by_epoch=False, begin=warm, end=iters))
+    short_run(cfg, work_dir, seed, iters, schedule=schedule)
+    if protocol['ema']:
+        cfg.custom_hooks = list(cfg.custom_hooks) + [dict(type='EMAHook', momentum=0.01)]
+    cfg.test_evaluator = [dict(type='CountingMetric', localization=True, thresholds=(8.0, )),
+                          dict(type='gst_mm._BenchCountRecorder')]
+    return cfg
+
+
+def run_one(arm: str, variant: str, seed: int, protocol_name: str, iters: int,
+            work_root: str, reuse: bool = False) -> Dict:
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    cfg = Config.fromfile(config or method_config(method))
-    if cfg_options:
-        cfg.merge_from_dict(dict(cfg_options))
-    cfg.work_dir = osp.join(work_dir, f'{method}_seed{seed}' + ('' if test else '_timing'))
-    cfg.experiment_name = f'bench_{method}_seed{seed}'
-    cfg.randomness = dict(seed=seed)
-    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters, val_interval=iters + 1)
-    cfg.param_scheduler = [
-        dict(type='CosineAnnealingLR', T_max=iters, eta_min=1e-5, by_epoch=False, begin=0,
-             end=iters)
-    ]
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False,
-                                        interval=10**9, save_last=False)
-    cfg.default_hooks.logger = dict(type='LoggerHook', interval=100)
-    cfg.test_evaluator = dict(type='CountingMetric')
-    cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='_BenchStepTimerHook')]
+    tag = f'{variant}_{protocol_name}_{arm}_seed{seed}'
+    out_file = osp.join(work_root, 'runs', tag + '.json')
+    if reuse and osp.exists(out_file):
+        with open(out_file) as f:
+            return json.load(f)
+    _register_recorder_metric()
+    cfg = Config.fromfile(osp.join(CFG_DIR, arm_spec(arm)[0]))
+    cfg = _configure(cfg, arm, osp.join(work_root, f'data_{variant}') + '/',
+                     PROTOCOLS[protocol_name], iters, seed, osp.join(work_root, tag))
     runner = Runner.from_cfg(cfg)
-    start = time.perf_counter()
+    t0 = time.perf_counter()
     runner.train()
-    wall = time.perf_counter() - start
-    timer = next(h for h in runner.hooks if type(h).__name__ == 'StepTimerHook')
-    steps = timer.steps[WARMUP:] or timer.steps
-    waits = timer.waits[WARMUP:] or timer.waits or [0.0]
-    out = dict(method=method, seed=seed, step_s=statistics.median(steps),
-               data_s=statistics.median(waits), train_wall_s=wall)
-    if test:
-        metrics = runner.test()
-        out.update(MAE=float(metrics['MAE']), MSE=float(metrics['MSE']))
+    train_s = time.perf_counter() - t0
+    rec = recorder_of(runner)
+    metrics = runner.test()
+    recorder = next(m for m in runner.test_evaluator.metrics
+                    if type(m).__name__ == 'CountRecorder')
+    out = dict(arm=arm, variant=variant, seed=seed, protocol=protocol_name, iters=iters,
+               MAE=float(metrics['MAE']), MSE=float(metrics['MSE']),
+               F1=float(metrics.get('F1', float('nan'))), AP=float(metrics.get('AP', float('nan'))),
+               AR=float(metrics.get('AR', float('nan'))),
+               F1_8=float(metrics.get('F1@8', metrics.get('F1@8.0', float('nan')))),
+               inside=float(metrics['rec/inside']), images=recorder.records,
+               step_s=median_step(rec.steps), train_s=train_s,
+               init_hash=rec.init_hash, data_hash=rec.data_hash,
+               loss_first50=statistics.mean(r['loss'] for r in rec.rows[:50]),
+               loss_last50=statistics.mean(r['loss'] for r in rec.rows[-50:]))
+    os.makedirs(osp.dirname(out_file), exist_ok=True)
+    with open(out_file, 'w') as f:
+        json.dump(out, f)
+    print(f"[bench] {tag}: MAE {out['MAE']:.2f} F1 {out['F1']:.3f} inside "
+          f"{out['inside']:.3f} ({train_s:.0f} s)", file=sys.stderr, flush=True)
     return out
 
 
-def method_config(method: str) -> str:
-    """The synthetic config a benchmark method trains (relative to the repository root)."""
-    return osp.join('configs', 'counting',
-                    METHOD_CONFIGS.get(method, f'{method}_vgg19_synthetic.py'))
-
-
-def benchmark_jobs(methods: Sequence[str], seeds: Sequence[int], iters: int,
-                   work_dir: str) -> List[tuple]:
-    """``(method, seed, iters, work_dir)`` runs: every method at every seed, except
-    :data:`ONE_SEED_METHODS` at the first seed only."""
-    return [(m, seed, iters, work_dir) for k, seed in enumerate(seeds) for m in methods
-            if k == 0 or m not in ONE_SEED_METHODS]
-
-
-SWEEP_METHODS = ('gst', 'l2', 'dmcount')
-
-
-def step_time_sweep(base_cfg, points_per_crop: Sequence[int], reps: int = 8) -> List[Dict]:
-    """Training-step seconds of the benchmark's model and batch shape vs points per crop.
-
-    Random images and uniformly placed points; the GST kernel is built (outside the
-    timed step, as the data workers do) from isotropic ``stride``-px Gaussians. One
-    step = forward + loss + backward + optimiser update, median of ``reps`` after a
-    warm-up. GST and L2 cost O(cells) per image, DM-Count O(iterations x N x cells), so
-    this shows where the OT loss starts to dominate the network.
-    """
-    import torch
-
-    from gst_mm.registry import MODELS
-    from gst_mm.transport import build_kernel
-
-    crop = int(base_cfg.crop_size)
-    batch = int(base_cfg.train_dataloader.batch_size)
-    stride = int(base_cfg.stride)
-    grid = (crop // stride, crop // stride)
-    losses = dict(gst=dict(type='GSTLoss'), l2=dict(type='PseudoDensityL2Loss'),
-                  dmcount=dict(type='DMCountLoss'))
-    rows = []
-    for n in points_per_crop:
-        gen = torch.Generator().manual_seed(n)
-        images = torch.rand(batch, 3, crop, crop, generator=gen)
-        points = [torch.rand(n, 2, generator=gen) * crop for _ in range(batch)]
-        cov = torch.eye(2).expand(n, 2, 2) * float(stride) ** 2
-        kernels = [build_kernel(p, cov, grid, stride) for p in points]
-        row: Dict = dict(points_per_crop=n)
-        for name in SWEEP_METHODS:
-            torch.manual_seed(0)
-            backbone = MODELS.build(base_cfg.model.backbone)
-            loss_fn = MODELS.build(losses[name])
-            opt = torch.optim.Adam(backbone.parameters(), lr=1e-4)
-
-            def step():
-                opt.zero_grad()
-                loss = loss_fn(backbone(images), points, kernels=kernels, stride=stride)
-                loss.backward()
-                opt.step()
-
-            step()
-            times = []
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                step()
-                times.append(time.perf_counter() - t0)
-            row[name] = statistics.median(times)
-        row['gst_over_dmcount'] = row['gst'] / row['dmcount']
-        rows.append(row)
-        print(f'[bench] sweep N={n}: ' + ' '.join(f'{k} {row[k]:.4f} s' for k in SWEEP_METHODS)
-              + f' GST/DM-Count {row["gst_over_dmcount"]:.2f}', file=sys.stderr, flush=True)
-    return rows
-
-
-def _init_worker(threads: int) -> None:
-    """Set up this process (the main one or a ``--jobs`` worker) for training runs."""
-    os.chdir(ROOT)
-    import torch
-
-    torch.set_num_threads(threads)
-    import gst_mm  # noqa: F401
-    from gst_mm.utils import register_all_modules
-
-    register_all_modules()
-    _register_step_timer()
-
-
-def summarise(runs: List[Dict], methods, timing: Sequence[Dict] = ()) -> Dict:
-    """Per method: mean test MAE / MSE over seeds and the step time, from the runs
-    timed alone on the machine when there are some (``timing``), else the median over
-    the accuracy runs."""
-    out: Dict = {}
-    for m in methods:
-        rs = [r for r in runs if r['method'] == m]
-        ts = [r for r in timing if r['method'] == m]
-        if not rs:
-            continue
-        out[m] = dict(
-            MAE=statistics.mean(r['MAE'] for r in rs),
-            MAE_seeds=[round(r['MAE'], 3) for r in rs],
-            MSE=statistics.mean(r['MSE'] for r in rs),
-            step_s=statistics.median(r['step_s'] for r in (ts or rs)),
-            step_s_accuracy_runs=statistics.median(r['step_s'] for r in rs),
-            data_s=statistics.median(r['data_s'] for r in (ts or rs)),
-        )
-    return out
-
-
-def ratios_and_targets(summary: Dict) -> Dict:
-    def ratio(a, b, key):
-        if a in summary and b in summary and summary[b][key] > 0:
-            return summary[a][key] / summary[b][key]
+# ---------------------------------------------------------------------- statistics
+def paired_bootstrap(runs: List[Dict], ref: List[Dict], boot: int, seed: int = 0):
+    """Mean paired MAE difference (arm - ref) with a 90 % interval resampling seeds,
+    then test images within the resampled seeds (the same images for both arms)."""
+    by_seed = {r['seed']: r for r in runs}
+    ref_seed = {r['seed']: r for r in ref}
+    seeds = sorted(set(by_seed) & set(ref_seed))
+    if not seeds:
         return None
-
-    r = dict(
-        mae_gst_over_l2=ratio('gst', 'l2', 'MAE'),
-        mae_gst_over_heuristic=ratio('gst', 'gst-heuristic', 'MAE'),
-        step_gst_over_l2=ratio('gst', 'l2', 'step_s'),
-        step_gst_over_dmcount=ratio('gst', 'dmcount', 'step_s'),
-    )
-    limits = dict(mae_gst_over_l2=0.8, mae_gst_over_heuristic=1.0, step_gst_over_l2=1.2,
-                  step_gst_over_dmcount=0.5)
-    met = {k: (None if v is None else bool(v <= limits[k])) for k, v in r.items()}
-    return dict(ratios=r, limits=limits, targets_met=met)
-
-
-def write_doc(result: Dict, path: str) -> None:
-    s, rt = result['summary'], result['checks']
-    lines = [
-        '',
-        f'## Crowd counting on the synthetic set ({result["date"]})',
-        '',
-        f'`tools/benchmark/counting.py`: {result["machine"]}, torch threads = '
-        f'{result["threads"]} per run, {result.get("jobs", 1)} run(s) at a time; '
-        'narrow VGG-19 (`gst_vgg19_synthetic.py`, '
-        f'{result.get("crop_size", "?")} px crops), data set '
-        f'`{json.dumps(result.get("synthetic_data", {}))}`, '
-        f'{result["iters"]} steps of batch {result["batch_size"]} per run, seeds '
-        f'{result["seeds"]}; test MAE/MSE averaged over seeds; step = forward + loss + '
-        'backward + update (median), data = wait for the next batch (median; the GST '
-        'kernel is built in the data worker). '
-        + (f'"s / step" is measured with each method training alone on the machine '
-           f'({result["timing_iters"]} steps, seed 0; its data worker has the other core); '
-           f'"{result.get("jobs", 1)} job(s)" is the median of the accuracy runs.'
-           if result.get('timing') else '"s / step" is the median of the accuracy runs.')
-        + (' Methods run at one seed: ' + ', '.join(f'`{m}`' for m in ONE_SEED_METHODS
-                                                  if m in s) + '.'
-           if any(m in s for m in ONE_SEED_METHODS) and len(result['seeds']) > 1 else '')
-        + (f' {result["note"]}' if result.get('note') else '')
-        + (f' Accuracy runs found in {result["reused_runs"]} (same tool, config, steps '
-           'and seed) were reused, the others trained here.'
-           if result.get('reused_runs') else ''),
-        '',
-        '| method | test MAE (mean) | MAE per seed | test MSE | s / step | '
-        f's / step ({result.get("jobs", 1)} job(s)) | s data wait |',
-        '|---|---|---|---|---|---|---|',
-    ]
-    for m, v in s.items():
-        lines.append(f'| {m} | {v["MAE"]:.3f} | {v["MAE_seeds"]} | {v["MSE"]:.3f} | '
-                     f'{v["step_s"]:.4f} | {v.get("step_s_accuracy_runs", v["step_s"]):.4f} | '
-                     f'{v["data_s"]:.4f} |')
-    lines += ['', '| check | ratio | target | met |', '|---|---|---|---|']
-    for k, v in rt['ratios'].items():
-        met = rt['targets_met'][k]
-        lines.append(f'| {k} | {"n/a" if v is None else f"{v:.3f}"} | <= {rt["limits"][k]} | '
-                     f'{"n/a" if met is None else ("yes" if met else "no")} |')
-    if result.get('sweep'):
-        lines += [
-            '',
-            f'Step time vs points per crop (same model and batch, random {result["crop_size"]}'
-            ' px crops, uniform points):',
-            '',
-            '| points / crop | ' + ' | '.join(f'{m} s/step' for m in SWEEP_METHODS)
-            + ' | GST / DM-Count |',
-            '|---' * (len(SWEEP_METHODS) + 2) + '|',
-        ]
-        for row in result['sweep']:
-            lines.append(f'| {row["points_per_crop"]} | '
-                         + ' | '.join(f'{row[m]:.4f}' for m in SWEEP_METHODS)
-                         + f' | {row["gst_over_dmcount"]:.2f} |')
-    with open(path, 'a') as f:
-        f.write('\n'.join(lines) + '\n')
+    diffs = []
+    for s in seeds:
+        a = {i['image']: abs(i['pred'] - i['gt']) for i in by_seed[s]['images']}
+        b = {i['image']: abs(i['pred'] - i['gt']) for i in ref_seed[s]['images']}
+        diffs.append(np.array([a[k] - b[k] for k in sorted(a)]))
+    per_seed = [float(d.mean()) for d in diffs]
+    rng = np.random.default_rng(seed)
+    stats = []
+    n_img = len(diffs[0])
+    for _ in range(boot):
+        pick = rng.integers(0, len(seeds), len(seeds))
+        imgs = rng.integers(0, n_img, n_img)
+        stats.append(float(np.mean([diffs[k][imgs].mean() for k in pick])))
+    lo, hi = np.percentile(stats, [5, 95])
+    return dict(mean=float(np.mean(per_seed)), per_seed=per_seed, lo=float(lo), hi=float(hi))
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
-    _init_worker(args.threads)
+def pairing(runs: List[Dict]) -> str:
+    groups = {}
+    for r in runs:
+        if r['arm'] == 'transformer':
+            continue
+        groups.setdefault((r['variant'], r['protocol'], r['seed']), []).append(r)
+    bad = [k for k, rs in groups.items()
+           if len({r['init_hash'] for r in rs}) > 1 or len({r['data_hash'] for r in rs}) > 1]
+    if bad:
+        return f'NOT paired in {len(bad)} of {len(groups)} seed groups: {bad[:3]}'
+    return f'same initial weights and first 3 batches within all {len(groups)} seed groups'
+
+
+def summarise(runs: List[Dict], boot: int) -> Dict:
+    out: Dict = {}
+    for (variant, protocol) in sorted({(r['variant'], r['protocol']) for r in runs}):
+        rs = [r for r in runs if r['variant'] == variant and r['protocol'] == protocol]
+        ref = [r for r in rs if r['arm'] == 'gst']
+        table = {}
+        for arm in dict.fromkeys(r['arm'] for r in rs):
+            ar = sorted((r for r in rs if r['arm'] == arm), key=lambda r: r['seed'])
+            row = {k: float(np.mean([r[k] for r in ar])) for k in
+                   ('MAE', 'MSE', 'F1', 'F1_8', 'inside', 'step_s', 'train_s')}
+            row['MAE_seeds'] = [round(r['MAE'], 2) for r in ar]
+            row['MAE_sd'] = float(np.std([r['MAE'] for r in ar], ddof=1)) if len(ar) > 1 else 0.0
+            if arm != 'gst' and ref:
+                row['diff'] = paired_bootstrap(ar, ref, boot)
+            table[arm] = row
+        out[f'{variant}/{protocol}'] = table
+    return out
+
+
+def doc_lines(record: Dict) -> List[str]:
+    lines = [f"`python tools/benchmark/counting.py` on {record['machine']}, {record['load']} at "
+             f"start; {record['jobs']} runs in parallel, 1 torch thread each (data in the "
+             f"training process); narrow VGG-19 (`gst_vgg19_synthetic.py`), 256 px crops, "
+             f"batch 4, protocol `{record['protocol']}` ({json.dumps(record['protocol_cfg'])}), "
+             f"seeds {record['seeds']}; {record['pairing']}. Wall time "
+             f"{record['wall_s'] / 60:.0f} min. " + record.get('note', ''), '',
+             'Test MAE mean (per seed, sd), MSE, localisation F1 (AP/AR radii 1-100 px) and '
+             'F1@8 px, share of predicted mass inside the true objects (Mahalanobis radius 2), '
+             'and the paired MAE difference to GST with its 90 % bootstrap interval (seeds x '
+             'test images; negative: better than GST):', '']
+    for key, table in record['summary'].items():
+        lines += [f'**{key}**', '',
+                  '| arm | MAE | per seed (sd) | MSE | F1 | F1@8 | mass inside | '
+                  'MAE - GST [90 % CI] | s / step |', '|---|---|---|---|---|---|---|---|---|']
+        for arm, row in table.items():
+            d = row.get('diff')
+            diff = (f"{d['mean']:+.2f} [{d['lo']:+.2f}, {d['hi']:+.2f}]" if d else '-')
+            lines.append(f"| {arm} | {row['MAE']:.2f} | {row['MAE_seeds']} "
+                         f"({row['MAE_sd']:.2f}) | {row['MSE']:.2f} | {row['F1']:.3f} | "
+                         f"{row['F1_8']:.3f} | {row['inside']:.3f} | {diff} | "
+                         f"{row['step_s']:.3f} |")
+        lines.append('')
+    return lines
+
+
+# ---------------------------------------------------------------------- main
+def prepare(variants: List[str], work_root: str, arms: List[str]) -> None:
+    """Each variant's data set, and the cache of every fit plan the arms read (fitted
+    once, before the runs share it)."""
     from mmengine.config import Config
 
     from gst_mm.datasets.synthetic_crowd import ensure_dataset
-    from gst_mm.engine import precompute_config
+    from gst_mm.engine import hook_cfg_of, precompute_config
+    base = Config.fromfile(osp.join(CFG_DIR, 'gst_vgg19_synthetic.py'))
+    configs = dict.fromkeys(arm_spec(a)[0] for a in arms)
+    for variant in variants:
+        root = osp.join(work_root, f'data_{variant}') + '/'
+        print(ensure_dataset(root, dict(base.synthetic_data, **VARIANTS[variant])))
+        for name in configs:
+            cfg = Config.fromfile(osp.join(CFG_DIR, name))
+            if not hook_cfg_of(cfg):
+                continue
+            cfg.train_dataloader.dataset.data_root = root
+            summary, where = precompute_config(cfg, 'train', workers=2, progress=False)
+            print(f'[bench] {variant} {name}: {where}: {str(summary).splitlines()[0]}')
 
-    base = Config.fromfile(osp.join('configs', 'counting', 'gst_vgg19_synthetic.py'))
-    print(ensure_dataset(base.train_dataloader.dataset.data_root, base.get('synthetic_data', None)))
-    if any(m in GST_PLAN_METHODS for m in args.methods):
-        precompute_config(base, 'train', workers=1 if args.jobs == 1 else 2)
-    runs = []
-    t0 = time.time()
-    jobs = benchmark_jobs(args.methods, args.seeds, args.iters, args.work_dir)
 
-    def report(r):
-        runs.append(r)
-        print(f'[bench] {r["method"]} seed {r["seed"]}: MAE {r["MAE"]:.3f} MSE {r["MSE"]:.3f} '
-              f'step {r["step_s"]:.4f} s data {r["data_s"]:.4f} s '
-              f'({time.time() - t0:.0f} s so far)', file=sys.stderr, flush=True)
-
-    if args.reuse_runs:
-        with open(args.reuse_runs) as f:
-            earlier = json.loads(f.read().strip().splitlines()[-1])
-        if earlier['iters'] != args.iters:
-            raise SystemExit(f'{args.reuse_runs} trained {earlier["iters"]} steps per run, '
-                             f'not {args.iters}')
-        runs += [r for r in earlier['runs']
-                 if r['method'] in args.methods and r['seed'] in args.seeds]
-        have = {(r['method'], r['seed']) for r in runs}
-        jobs = [job for job in jobs if (job[0], job[1]) not in have]
-        print(f'[bench] reusing {len(runs)} accuracy runs of {args.reuse_runs} '
-              f'({earlier["date"]}); training the {len(jobs)} missing', file=sys.stderr)
-    if args.jobs > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context('spawn'),
-                                 initializer=_init_worker, initargs=(args.threads, )) as pool:
-            for fut in as_completed([pool.submit(run_one, *job) for job in jobs]):
-                report(fut.result())
-    else:
-        for job in jobs:
-            report(run_one(*job))
-    sweep = step_time_sweep(base, args.sweep) if args.sweep else []
-    runs.sort(key=lambda r: (r['seed'], METHODS.index(r['method'])))
-    timing = []
-    for m in args.methods if args.timing_iters > 0 else ():
-        t = run_one(m, 0, args.timing_iters, args.work_dir, test=False)
-        timing.append(t)
-        print(f'[bench] timing {m} alone: step {t["step_s"]:.4f} s data {t["data_s"]:.4f} s',
-              file=sys.stderr, flush=True)
-    summary = summarise(runs, args.methods, timing)
-    result = dict(
-        benchmark='counting_synthetic',
-        date=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
-        machine=f'{os.cpu_count()}-core {platform.machine()}',
-        threads=args.threads, jobs=args.jobs, iters=args.iters, seeds=args.seeds,
-        batch_size=int(base.train_dataloader.batch_size),
-        crop_size=int(base.crop_size),
-        synthetic_data=dict(base.get('synthetic_data', None) or {}),
-        timing_iters=args.timing_iters, reused_runs=args.reuse_runs, note=args.note,
-        summary=summary, checks=ratios_and_targets(summary), runs=runs, timing=timing,
-        sweep=sweep,
-        total_s=round(time.time() - t0, 1))
-    print(json.dumps(result))
+def main(argv=None) -> Dict:
+    args = parse_args(argv)
+    init_worker(1)
+    os.makedirs(args.work_dir, exist_ok=True)
+    t0 = time.perf_counter()
+    if args.protocol_study:
+        prepare(['perspective'], args.work_dir, ['gst'])
+        jobs = [('gst', 'perspective', s, p, args.iters or PROTOCOLS[p]['iters'],
+                 args.work_dir, args.reuse) for p in args.protocols for s in args.seeds]
+        runs = run_pool(run_one, jobs, args.jobs)
+        study = {}
+        for p in args.protocols:
+            rs = [r for r in runs if r['protocol'] == p]
+            maes = [r['MAE'] for r in rs]
+            minutes = sum(r['train_s'] for r in rs) / 60 / len(rs)
+            study[p] = dict(MAE=float(np.mean(maes)), sd=float(np.std(maes, ddof=1)),
+                            seeds=[round(m, 2) for m in maes], cpu_min_per_run=minutes,
+                            sd_x_sqrt_min=float(np.std(maes, ddof=1) * np.sqrt(minutes)))
+        record = dict(benchmark='counting_protocols', date=utc_now(), machine=machine(),
+                      load=load_line(), study=study, runs=runs,
+                      wall_s=time.perf_counter() - t0)
+        print(json.dumps({k: v for k, v in record.items() if k != 'runs'}))
+        with open(osp.join(args.work_dir, 'protocols.json'), 'w') as f:
+            json.dump(record, f, indent=1)
+        if not args.no_doc:
+            lines = [f"`python tools/benchmark/counting.py --protocol-study` on "
+                     f"{record['machine']}, {record['load']}; GST on the perspective variant, "
+                     f"seeds {args.seeds}, {args.jobs} runs in parallel. " + args.note, '',
+                     '| protocol | settings | MAE mean | per seed | sd | train min / run | '
+                     'sd x sqrt(min) |', '|---|---|---|---|---|---|---|']
+            for p, v in study.items():
+                lines.append(f"| {p} | `{json.dumps(PROTOCOLS[p])}` | {v['MAE']:.2f} | "
+                             f"{v['seeds']} | {v['sd']:.2f} | {v['cpu_min_per_run']:.1f} | "
+                             f"{v['sd_x_sqrt_min']:.2f} |")
+            append_section(f"Counting benchmark protocols (issue 22), {record['date']}", lines)
+        return record
+    prepare(args.variants, args.work_dir, args.arms + args.cost_arms)
+    iters = args.iters or PROTOCOLS[args.protocol]['iters']
+    jobs = [(a, v, s, args.protocol, iters, args.work_dir, args.reuse)
+            for v in args.variants for s in args.seeds for a in args.arms]
+    if 'perspective' in args.variants:
+        jobs += [(a, 'perspective', s, args.protocol, iters, args.work_dir, args.reuse)
+                 for s in args.seeds for a in args.cost_arms]
+    runs = run_pool(run_one, jobs, args.jobs)
+    record = dict(benchmark='counting', date=utc_now(), machine=machine(), load=load_line(),
+                  jobs=args.jobs, protocol=args.protocol, protocol_cfg=dict(
+                      PROTOCOLS[args.protocol], iters=iters), seeds=args.seeds,
+                  variants={v: VARIANTS[v] for v in args.variants},
+                  wall_s=time.perf_counter() - t0, note=args.note)
+    record['pairing'] = pairing(runs)
+    record['summary'] = summarise(runs, args.boot)
+    print(json.dumps({k: v for k, v in record.items()}))
+    with open(osp.join(args.work_dir, 'result.json'), 'w') as f:
+        json.dump(dict(record, runs=runs), f, indent=1)
     if not args.no_doc:
-        write_doc(result, osp.join(ROOT, 'docs', 'benchmarks.md'))
+        append_section(f"Crowd counting, paired (issue 22), {record['date']}",
+                       doc_lines(record))
+    return record
 
 
 if __name__ == '__main__':

@@ -63,7 +63,6 @@ def parse_args(argv=None):
                    help='the counting run on displaced clicks instead of the plan quality')
     p.add_argument('--iters', type=int, default=2000, help='training steps per run')
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    p.add_argument('--jitter', type=float, default=1.0, help='annotation_jitter of the set')
     p.add_argument('--note', default='', help='a sentence for the docs section')
     p.add_argument('--plans', nargs='+', default=['soft', 'hard', 'heuristic'],
                    choices=['soft', 'hard', 'heuristic'], help='counting: plans to run')
@@ -173,86 +172,37 @@ def cost(args) -> Dict[str, object]:
 
 
 COUNTING_PLANS = {'soft': 'gst-soft', 'hard': 'gst', 'heuristic': 'gst-heuristic'}
-JITTER_ROOT = 'data/synthetic_crowd_jitter/'
-
-
-def _register_metrics_hook():
-    """A hook that tests with localisation and writes the test metrics to
-    ``<work_dir>/test_metrics.json`` (``run_one`` reports only MAE / MSE)."""
-    from mmengine.hooks import Hook
-
-    from gst_mm.registry import HOOKS
-
-    if HOOKS.get('_SoftBenchMetricsHook') is not None:
-        return
-
-    @HOOKS.register_module(name='_SoftBenchMetricsHook')
-    class MetricsHook(Hook):
-        def before_run(self, runner):
-            runner._test_evaluator = dict(type='CountingMetric', localization=True)
-
-        def after_test_epoch(self, runner, metrics=None):
-            out = {k: float(v) for k, v in (metrics or {}).items()}
-            out['iters'] = int(runner.max_iters)
-            with open(osp.join(runner.work_dir, 'test_metrics.json'), 'w') as f:
-                json.dump(out, f)
 
 
 def counting(args) -> Dict[str, object]:
-    """Soft / hard / heuristic plans on the displaced-click synthetic set."""
-    from counting import _init_worker, run_one  # this folder's counting benchmark
-    from mmengine.config import Config
-
-    from gst_mm.datasets.synthetic_crowd import ensure_dataset
-    from gst_mm.engine import precompute_config
-
-    _init_worker(args.threads)  # registers the modules and the step timer
-
-    base = Config.fromfile(osp.join(ROOT, 'configs', 'counting', 'gst_vgg19_synthetic.py'))
-    data = dict(base.synthetic_data, annotation_jitter=args.jitter)
-    print(ensure_dataset(JITTER_ROOT, data))
-    _register_metrics_hook()
-    roots = {f'{s}_dataloader': dict(dataset=dict(data_root=JITTER_ROOT))
-             for s in ('train', 'val', 'test')}
-    runs = []
+    """Soft / hard / heuristic plans on the displaced-click synthetic set (the counting
+    benchmark's runs, variant ``jitter``, protocol ``base``)."""
+    from _common import init_worker
+    from counting import VARIANTS, prepare, run_one  # this folder's counting benchmark
+    init_worker(args.threads)
     work = osp.join(ROOT, 'work_dirs', 'bench_soft_counting')
-    for plan, method in COUNTING_PLANS.items():
-        if plan not in args.plans:
-            continue
-        cfg_path = osp.join(ROOT, 'configs', 'counting', f'{method}_vgg19_synthetic.py')
-        cfg = Config.fromfile(cfg_path)
-        cfg.merge_from_dict(roots)
-        if plan != 'heuristic':
-            precompute_config(cfg, 'train', workers=1)  # the plan's cache, before the runs
-        hooks = list(cfg.get('custom_hooks', []) or []) + [dict(type='_SoftBenchMetricsHook')]
+    plans = [p for p in COUNTING_PLANS if p in args.plans]
+    prepare(['jitter'], work, [COUNTING_PLANS[p] for p in plans])
+    runs = []
+    for plan in plans:
         for seed in args.seeds:
-            metrics_file = osp.join(work, f'{method}_seed{seed}', 'test_metrics.json')
-            kept = None
-            if args.reuse and osp.isfile(metrics_file):
-                with open(metrics_file) as f:
-                    kept = json.load(f)
-                kept = kept if kept.get('iters') == args.iters else None
-            if kept is None:
-                r = run_one(method, seed, args.iters, work, config=cfg_path,
-                            cfg_options=dict(roots, custom_hooks=hooks))
-            else:
-                r = dict(method=method, seed=seed, MAE=kept['MAE'], MSE=kept['MSE'],
-                         step_s=float('nan'), reused=True)
-            with open(metrics_file) as f:
-                m = json.load(f)
-            r.update(plan=plan, AP=m.get('AP'), AR=m.get('AR'), F1=m.get('F1'))
+            r = run_one(COUNTING_PLANS[plan], 'jitter', seed, 'base', args.iters, work,
+                        args.reuse)
+            r = dict(r, plan=plan)
             runs.append(r)
             print(f"[soft_kernel] counting {plan} seed {seed}: MAE {r['MAE']:.3f} "
                   f"F1 {r['F1']:.3f} step {r['step_s']:.3f} s", file=sys.stderr, flush=True)
     summary = {}
-    for plan in [p for p in COUNTING_PLANS if p in args.plans]:
+    for plan in plans:
         rs = [r for r in runs if r['plan'] == plan]
         summary[plan] = {k: float(np.mean([r[k] for r in rs])) for k in ('MAE', 'MSE', 'F1',
                                                                            'AP', 'AR')}
         summary[plan]['MAE_per_seed'] = [round(r['MAE'], 3) for r in rs]
         summary[plan]['F1_per_seed'] = [round(r['F1'], 3) for r in rs]
-    return dict(iters=args.iters, seeds=args.seeds, jitter=args.jitter, data=data,
-                runs=runs, summary=summary)
+    data = dict(VARIANTS['jitter'])
+    return dict(iters=args.iters, seeds=args.seeds, jitter=data['annotation_jitter'], data=data,
+                runs=[{k: v for k, v in r.items() if k != 'images'} for r in runs],
+                summary=summary)
 
 
 def _append(path: str, lines) -> None:

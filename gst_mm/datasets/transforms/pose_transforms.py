@@ -31,6 +31,7 @@ from __future__ import annotations
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 from mmcv.transforms import BaseTransform
 from mmpose.structures.bbox import get_warp_matrix
 
@@ -106,9 +107,10 @@ class LoadPoseTransportKernel(BaseTransform):
     optional ``bbox_rotation``, ``flip``, ``flip_direction``, ``flip_indices``,
     ``ori_shape``. Added keys: ``gst_kernels (K, h, w)`` float32 (an all-zero
     channel = joint not supervised: invisible or outside the input crop),
-    ``gst_costs (K, h, w)`` float32 (with ``cost``; the cost of moving a cell's mass
-    to the joint, :func:`gst_mm.transport.point_costs`) and ``field_mapping_table``
-    (a copy with both added).
+    ``gst_costs (K, h, w)`` float32 (with ``cost``; the plan's expected cost of a
+    cell's mass, ``K_fg c + (1 - K_fg) c_0``: :func:`gst_mm.transport.point_costs` to the
+    joint, :func:`gst_mm.transport.background_costs` to its background) and
+    ``field_mapping_table`` (a copy with both added).
 
     Args:
         cache_dir: Gaussian cache root (``gaussian_cache_dir`` of the config;
@@ -227,7 +229,13 @@ class LoadPoseTransportKernel(BaseTransform):
     # ------------------------------------------------------------------ transform
     def transform(self, results: Dict) -> Dict:
         """Add ``results['gst_kernels']`` and register it for ``PackPoseInputs``."""
-        from gst_mm.transport import point_costs, point_kernels, soft_point_kernels
+        from gst_mm.transport import (
+            background_costs,
+            plan_costs,
+            point_costs,
+            point_kernels,
+            soft_point_kernels,
+        )
 
         img_path = results.get('img_path', '<unknown image>')
         for key in ('keypoints', 'keypoints_visible', 'input_size', 'bbox_center',
@@ -305,9 +313,12 @@ class LoadPoseTransportKernel(BaseTransform):
                 centred = (means_in[use] + self.stride / 2.0).astype(np.float32)
                 if cov_in is None:  # sqdist of the soft plan: the covariance is unused
                     cov_in = np.broadcast_to(np.eye(2, dtype=np.float32), (len(use), 2, 2))
-                costs[use] = point_costs(centred, np.ascontiguousarray(cov_in, np.float32),
-                                         grid, self.stride, self.cost, min_std=self.min_std,
-                                         max_std=self.max_std).numpy()
+                cov_c = np.ascontiguousarray(cov_in, np.float32)
+                clamp = dict(min_std=self.min_std, max_std=self.max_std)
+                c = point_costs(centred, cov_c, grid, self.stride, self.cost, **clamp)
+                c0 = background_costs(cov_c, self.stride, self.cost, cutoff=self.cutoff,
+                                      **clamp)
+                costs[use] = plan_costs(torch.as_tensor(kernels[use]), c, c0).numpy()
 
         results[KERNEL_KEY] = kernels
         table = dict(results.get('field_mapping_table') or _DEFAULT_FIELD_TABLE)

@@ -38,17 +38,17 @@ class JointTransportLoss(nn.Module):
     For each joint ``j`` with its kernel ``K_fg`` (the plan's foreground column) and
     density ``d`` (mass per heatmap cell, e.g. the head's softmax):
 
-        l_j = D(sum_x K_fg d, sum_x (1 - K_fg) d) + cost_weight * sum_x d K_fg c_j
+        l_j = D(sum_x K_fg d, sum_x (1 - K_fg) d) + cost_weight * sum_x d C_j
 
     ``D`` is ``'l1'`` (the paper: ``|m - 1| + |b|``) or ``'log'`` (``-log m + |b|``);
-    the second term is the plan's transport cost ``W`` with the fixed per-cell cost
-    ``c_j`` of the pose transform (``gst_costs``); ``cost_weight = 0`` is the paper's
-    setting (it drops ``W``). Details and measurements: docs/pose.md.
+    the second term is the plan's transport cost ``W`` with the fixed per-cell plan cost
+    ``C_j = K_fg c_j + (1 - K_fg) c_0`` of the pose transform (``gst_costs``,
+    :func:`gst_mm.transport.plan_costs`); ``cost_weight = 0`` is the paper's setting (it
+    drops ``W``). Details and measurements: docs/pose.md.
 
     Args:
         discrepancy: ``'l1'`` (default, the paper) or ``'log'``.
-        cost_weight: ``lambda_W`` (0: no cost term, and no cost maps needed). Keep a
-            rim cell cheaper than background: ``2 (1 - K) + lambda K c < 2``.
+        cost_weight: ``lambda_W`` (0: no cost term, and no cost maps needed).
         loss_weight: factor on both terms.
         use_target_weight: weight joints by ``target_weights`` (visibility); a joint
             whose kernel is all zero (outside the crop) always has weight 0.
@@ -98,7 +98,7 @@ class JointTransportLoss(nn.Module):
             if costs is None:
                 raise ValueError('JointTransportLoss: cost_weight > 0 needs the cost maps '
                                  "(gt_fields.gst_costs: LoadPoseTransportKernel's cost option)")
-            w = joint_transport_costs(density, kernels, costs)
+            w = joint_transport_costs(density, costs)
             out['loss_cost'] = self.loss_weight * self.cost_weight * weighted_joint_mean(
                 w, weights)
         return out
