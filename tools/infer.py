@@ -27,9 +27,9 @@ import os.path as osp
 import sys
 from typing import List, Tuple
 
-import gst_mm  # noqa: F401,I001  (first: registers gst_mm components, quiets mmengine)
 import numpy as np  # noqa: I001
 
+import gst_mm  # noqa: F401,I001  (first: registers gst_mm components, quiets mmengine)
 from gst_mm.utils.config import add_run_arguments, load_run_config, run_tool
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')

@@ -10,6 +10,7 @@ from .joint_plan import (
     joint_transport_costs,
     joint_transport_losses,
     plan_costs,
+    plan_entropies,
     transported_masses,
     weighted_joint_mean,
 )
@@ -65,7 +66,8 @@ __all__ = [
     'heuristic_kernel', 'point_kernels', 'point_costs', 'COST_KINDS', 'window_radius',
     'entry_costs', 'with_entry_costs', 'background_costs',
     'KERNEL_KEY', 'COST_KEY', 'DISCREPANCIES', 'joint_transport_costs',
-    'joint_transport_losses', 'plan_costs', 'transported_masses', 'weighted_joint_mean',
+    'joint_transport_losses', 'plan_costs', 'plan_entropies', 'transported_masses',
+    'weighted_joint_mean',
     'build_soft_kernel',
     'soft_point_kernels', 'BATCH_REDUCTIONS', 'batch_mean',
     'batch_reduce', 'batch_dm_count_loss', 'check_reduction', 'dm_count_terms',

@@ -27,6 +27,15 @@ cheaper than keeping it on the kernel's rim. ``C_j`` is fixed per sample (the po
 transform makes it, ``gst_costs``). Inside the kernel's plateau the discrepancy does
 not care where the mass lies; the cost prefers the joint's own cell.
 
+Entropic regularisation (gst_mm's extension, as entropic optimal transport): ``-eps
+H(P_j)`` with ``H(P_j) = -sum_x sum_n P log P = H(d_j) + sum_x d_j(x) h(K_fg(x))`` the
+entropy of the plan (``h`` the binary entropy of a cell's two-column split,
+:func:`plan_entropies`). Without it a softmax density collapses onto one cell of the
+kernel's plateau, not necessarily the joint's, and stays there (its neighbours hold no
+mass, so no gradient moves it); with it, the loss ``lambda W - eps H`` is minimised by
+``d ~ exp(-lambda C / eps)``: a Gaussian of variance ``eps / (2 lambda)`` cells^2 around
+the joint, whose log is quadratic (the ``'dark'`` decoder recovers the sub-cell maximum).
+
 Units: ``d`` is mass per heatmap cell, a joint's unit mass is the sum over its channel's
 ``h * w`` cells; costs are in cells^2 (``'sqdist'``) or squared stds (``'mahalanobis'``).
 """
@@ -96,6 +105,17 @@ def joint_transport_costs(density: Tensor, costs: Tensor) -> Tensor:
     or stds^2)."""
     _check(density, costs, 'cost maps')
     return (density * costs.to(density.dtype)).flatten(2).sum(-1)
+
+
+def plan_entropies(density: Tensor, kernels: Tensor, eps: float = 1e-12) -> Tensor:
+    """Per-joint entropy ``H(P_j)`` ``(B, J)`` of the plan ``P = diag(d) [K, 1 - K]``:
+    ``-sum_x d log d + sum_x d h(K)`` with ``h(k) = -k log k - (1 - k) log (1 - k)``
+    (nats; ``d`` is floored at ``eps`` inside the log)."""
+    _check(density, kernels)
+    d = density.flatten(2)
+    k = kernels.to(d.dtype).flatten(2).clamp(eps, 1 - eps)
+    h = -(k * k.log() + (1 - k) * (1 - k).log())
+    return -(d * d.clamp_min(eps).log()).sum(-1) + (d * h).sum(-1)
 
 
 def weighted_joint_mean(losses: Tensor, weights: Tensor) -> Tensor:

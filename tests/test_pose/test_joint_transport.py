@@ -206,3 +206,45 @@ def test_dark_step_recovers_the_maximum_of_a_log_quadratic():
     dens = nonnegative(raw, beta=2.0)
     assert decode_cells(raw, dens, 'dark', beta=2.0)[0, 0].tolist() == pytest.approx(
         [cx, cy], abs=1e-6)
+
+
+def test_entropy_of_the_plan_and_the_gaussian_it_makes():
+    """H(P) of P = diag(d) [K, 1 - K] against a dense evaluation; and the minimiser of
+    -log m + lambda W - eps H over the simplex (convex in d: any optimiser reaches it)
+    is ~ exp(-lambda C / eps) on the plateau: a Gaussian of variance eps / (2 lambda)
+    cells^2 centred on the joint, not a delta somewhere on the plateau."""
+    from gst_mm.transport import plan_entropies
+    heat, kern, _, _ = _case(4)
+    d = nonnegative(heat)
+    plan = torch.stack([d * kern, d * (1 - kern)], -1)
+    dense = -(plan * plan.log()).flatten(2).sum(-1)
+    assert torch.allclose(plan_entropies(d, kern), dense, rtol=1e-9)
+
+    stride, grid = 2, (17, 17)
+    joint = torch.tensor([[17.0, 17.0]])            # centre of cell (8, 8)
+    cov = torch.eye(2)[None] * 4.0
+    kern = point_kernels(joint, cov, grid, stride)[None].double()
+    costs = plan_costs(kern, point_costs(joint, cov, grid, stride)[None].double(),
+                       background_costs(cov, stride)[None].double())
+    lam, ent = 0.1, 0.2
+    loss_fn = JointTransportLoss('log', cost_weight=lam, entropy_weight=ent)
+    logits = torch.zeros(1, 1, *grid, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([logits], max_iter=500, tolerance_grad=1e-12,
+                            tolerance_change=1e-14, line_search_fn='strong_wolfe')
+    w = torch.ones(1, 1, dtype=torch.float64)
+
+    def closure():
+        opt.zero_grad()
+        loss = sum(loss_fn(nonnegative(logits), kern, w, costs).values())
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    q = nonnegative(logits.detach())[0, 0]
+    ys, xs = torch.meshgrid(torch.arange(17.), torch.arange(17.), indexing='ij')
+    cx, cy = (q * xs).sum(), (q * ys).sum()
+    var = (q * ((xs - cx) ** 2 + (ys - cy) ** 2)).sum() / 2  # per axis
+    assert abs(cx - 8) < 1e-3 and abs(cy - 8) < 1e-3
+    # 0.90: the discrete lattice and the kernel's slight fall-off inside the plateau
+    assert var.item() == pytest.approx(ent / (2 * lam), rel=0.15)  # 1 cell^2
+    assert q.max().item() < 0.25  # a Gaussian over several cells, not a delta

@@ -5,8 +5,8 @@
         [--continue-iters 200] [--skip-mpii] [--skip-continuation] [--skip-timing]
         [--work-dir work_dirs/bench_pose] [--no-doc]
 
-An arm is a name of :data:`ARMS` or a spec ``gst:beta=8,cost=0.1,kind=sqdist,disc=l1,
-warmup=100,plan=hard`` (every key optional; defaults: the paper's GST, i.e. beta 1,
+An arm is a name of :data:`ARMS` or a spec ``gst:beta=8,cost=0.1,ent=0.2,kind=sqdist,
+disc=l1,warmup=100,plan=hard`` (every key optional; defaults: the paper's GST, i.e. beta 1,
 cost 0, l1, with the synthetic protocol's 100 MSE warm-up steps).
 
 * **Paired seeds**: every arm of a seed starts from the same initial weights and sees
@@ -75,7 +75,7 @@ ARMS = {
 DEFAULT_ARMS = ['mse', 'gst-paper', 'gst-beta', 'gst-beta-log', 'gst-beta-cost0.05',
                 'gst-beta-cost0.1', 'gst-beta-cost0.2', 'gst-beta-cost0.1-maha', 'ot']
 SPEC_KEYS = dict(beta=float, cost=float, kind=str, disc=str, warmup=int, plan=str,
-                 nonneg=str)
+                 nonneg=str, ent=float)
 DECODERS = {'codec': ('codec', 1), 'dark': ('dark', 1), 'centroid1': ('centroid', 1),
             'centroid2': ('centroid', 2)}
 MPII_SAMPLE = osp.join(osp.dirname(ROOT), 'shared', 'data', 'mpii_sample')
@@ -215,7 +215,8 @@ def arm_config(arm: str, data: str, data_root: str, work_dir: str):
         head.beta = spec.get('beta', 1.0)
         if 'nonneg' in spec:
             head.nonneg = spec['nonneg']
-        head.loss.update(discrepancy=spec.get('disc', 'l1'), cost_weight=spec.get('cost', 0.0))
+        head.loss.update(discrepancy=spec.get('disc', 'l1'), cost_weight=spec.get('cost', 0.0),
+                         entropy_weight=spec.get('ent', 0.0))
         for step in cfg.train_dataloader.dataset.pipeline:
             if str(step['type']).endswith('LoadPoseTransportKernel'):
                 step['cost'] = spec.get('kind', 'sqdist')

@@ -27,6 +27,7 @@ from gst_mm.transport import (
     grid_ot_loss,
     joint_transport_costs,
     joint_transport_losses,
+    plan_entropies,
     weighted_joint_mean,
 )
 
@@ -39,16 +40,22 @@ class JointTransportLoss(nn.Module):
     density ``d`` (mass per heatmap cell, e.g. the head's softmax):
 
         l_j = D(sum_x K_fg d, sum_x (1 - K_fg) d) + cost_weight * sum_x d C_j
+              - entropy_weight * H(P_j)
 
     ``D`` is ``'l1'`` (the paper: ``|m - 1| + |b|``) or ``'log'`` (``-log m + |b|``);
     the second term is the plan's transport cost ``W`` with the fixed per-cell plan cost
     ``C_j = K_fg c_j + (1 - K_fg) c_0`` of the pose transform (``gst_costs``,
     :func:`gst_mm.transport.plan_costs`); ``cost_weight = 0`` is the paper's setting (it
-    drops ``W``). Details and measurements: docs/pose.md.
+    drops ``W``); the last is the entropic regulariser of the plan
+    (:func:`gst_mm.transport.plan_entropies`), 0 by default: with both weights on, a
+    unit mass settles as a Gaussian of variance ``entropy_weight / (2 cost_weight)``
+    cells^2 around the joint instead of collapsing anywhere on the plateau. Details and
+    measurements: docs/pose.md.
 
     Args:
         discrepancy: ``'l1'`` (default, the paper) or ``'log'``.
         cost_weight: ``lambda_W`` (0: no cost term, and no cost maps needed).
+        entropy_weight: ``eps`` of the plan's entropy (0: none).
         loss_weight: factor on both terms.
         use_target_weight: weight joints by ``target_weights`` (visibility); a joint
             whose kernel is all zero (outside the crop) always has weight 0.
@@ -57,22 +64,24 @@ class JointTransportLoss(nn.Module):
     Forward:
         ``density (B, J, h, w)``, ``kernels (B, J, h, w)``, ``target_weights (B, J)``,
         ``costs (B, J, h, w)`` or ``None`` -> ``dict(loss_transport=...)`` and, when
-        ``cost_weight > 0``, ``loss_cost``: each a weighted mean over the batch's joint
-        slots (``KeypointMSELoss``'s normalisation).
+        their weights are > 0, ``loss_cost`` and ``loss_entropy`` (``-eps H``): each a
+        weighted mean over the batch's joint slots (``KeypointMSELoss``'s normalisation).
     """
 
     def __init__(self, discrepancy: str = 'l1', cost_weight: float = 0.0,
                  loss_weight: float = 1.0, use_target_weight: bool = True,
-                 eps: float = 1e-4) -> None:
+                 eps: float = 1e-4, entropy_weight: float = 0.0) -> None:
         super().__init__()
         if discrepancy not in DISCREPANCIES:
             raise ValueError(f'JointTransportLoss: discrepancy must be one of {DISCREPANCIES}, '
                              f'got {discrepancy!r}')
-        if cost_weight < 0 or loss_weight < 0 or not 0 < eps < 1:
-            raise ValueError('JointTransportLoss: need cost_weight >= 0, loss_weight >= 0 '
-                             f'and 0 < eps < 1, got {cost_weight}, {loss_weight}, {eps}')
+        if cost_weight < 0 or loss_weight < 0 or entropy_weight < 0 or not 0 < eps < 1:
+            raise ValueError('JointTransportLoss: need cost_weight, entropy_weight, '
+                             'loss_weight >= 0 and 0 < eps < 1, got '
+                             f'{cost_weight}, {entropy_weight}, {loss_weight}, {eps}')
         self.discrepancy = discrepancy
         self.cost_weight = float(cost_weight)
+        self.entropy_weight = float(entropy_weight)
         self.loss_weight = float(loss_weight)
         self.use_target_weight = bool(use_target_weight)
         self.eps = float(eps)
@@ -101,6 +110,10 @@ class JointTransportLoss(nn.Module):
             w = joint_transport_costs(density, costs)
             out['loss_cost'] = self.loss_weight * self.cost_weight * weighted_joint_mean(
                 w, weights)
+        if self.entropy_weight > 0:
+            h = plan_entropies(density, kernels)
+            out['loss_entropy'] = -self.loss_weight * self.entropy_weight * weighted_joint_mean(
+                h, weights)
         return out
 
 
