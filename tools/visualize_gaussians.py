@@ -33,9 +33,7 @@ from typing import Optional
 
 import numpy as np
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-from gst_mm.splatting import (  # noqa: E402
+from gst_mm.splatting import (
     GaussianCache,
     GaussianCacheError,
     Gaussians2D,
@@ -45,7 +43,7 @@ from gst_mm.splatting import (  # noqa: E402
     read_image,
     render,
 )
-from gst_mm.splatting.fit import median_background  # noqa: E402
+from gst_mm.splatting.fit import median_background
 
 #: MMPose keypoints (pixel indices) -> splatting convention (pixel centres at +0.5)
 MMPOSE_SHIFT = np.float32(0.5)
