@@ -16,7 +16,10 @@ from .joint_plan import (
 )
 from .kernel import (
     COST_KINDS,
+    DEFAULT_BG_RATIO,
+    DEFAULT_CUTOFF,
     DEFAULT_EPS,
+    DEFAULT_MAX_STD,
     TransportKernel,
     background_costs,
     build_kernel,
@@ -62,7 +65,8 @@ from .ot import (
 from .soft_kernel import build_soft_kernel, soft_point_kernels
 
 __all__ = [
-    'DEFAULT_EPS', 'TransportKernel', 'build_kernel', 'cell_centres', 'clamp_covariances',
+    'DEFAULT_EPS', 'DEFAULT_CUTOFF', 'DEFAULT_BG_RATIO', 'DEFAULT_MAX_STD', 'TransportKernel',
+    'build_kernel', 'cell_centres', 'clamp_covariances',
     'heuristic_kernel', 'point_kernels', 'point_costs', 'COST_KINDS', 'window_radius',
     'entry_costs', 'with_entry_costs', 'background_costs',
     'KERNEL_KEY', 'COST_KEY', 'DISCREPANCIES', 'joint_transport_costs',

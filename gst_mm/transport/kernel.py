@@ -44,6 +44,12 @@ ArrayLike = Union[Tensor, np.ndarray, Sequence]
 
 #: Default truncation threshold of :func:`build_kernel` (see its docstring for the bound).
 DEFAULT_EPS = 1e-5
+#: The paper's kernel settings *(ref)* (method.md 4), the one place they are stated:
+#: background cut-off ``d``, background ratio ``b`` and the upper std clamp (px; the
+#: lower clamp defaults to the stride).
+DEFAULT_CUTOFF = 3.0
+DEFAULT_BG_RATIO = 0.015
+DEFAULT_MAX_STD = 20.0
 
 
 # --------------------------------------------------------------------------- helpers
@@ -211,8 +217,9 @@ def _prepare(means: ArrayLike, covariances: ArrayLike, grid_shape: Tuple[int, in
 
 @torch.no_grad()
 def build_kernel(means: ArrayLike, covariances: ArrayLike, grid_shape: Tuple[int, int],
-                 stride: float, *, cutoff: float = 3.0, bg_ratio: float = 0.015,
-                 min_std: Optional[float] = None, max_std: float = 20.0,
+                 stride: float, *, cutoff: float = DEFAULT_CUTOFF,
+                 bg_ratio: float = DEFAULT_BG_RATIO,
+                 min_std: Optional[float] = None, max_std: float = DEFAULT_MAX_STD,
                  background: bool = True, eps: float = DEFAULT_EPS) -> TransportKernel:
     """Build the sparse GST transport kernel of one image (method.md 4).
 
@@ -375,8 +382,9 @@ def heuristic_kernel(points: ArrayLike, grid_shape: Tuple[int, int], stride: flo
 
 @torch.no_grad()
 def point_kernels(means: ArrayLike, covariances: ArrayLike, grid_shape: Tuple[int, int],
-                  stride: float, *, cutoff: float = 3.0, bg_ratio: float = 0.015,
-                  min_std: Optional[float] = None, max_std: float = 20.0) -> Tensor:
+                  stride: float, *, cutoff: float = DEFAULT_CUTOFF,
+                  bg_ratio: float = DEFAULT_BG_RATIO,
+                  min_std: Optional[float] = None, max_std: float = DEFAULT_MAX_STD) -> Tensor:
     """Foreground weight of each point's own two-column (point vs background) plan.
 
     For landmarks (method.md 5): heatmap channel ``n`` uses the plan
@@ -409,7 +417,7 @@ COST_KINDS = ('sqdist', 'mahalanobis')
 @torch.no_grad()
 def point_costs(means: ArrayLike, covariances: ArrayLike, grid_shape: Tuple[int, int],
                 stride: float, kind: str = 'sqdist', *, min_std: Optional[float] = None,
-                max_std: float = 20.0) -> Tensor:
+                max_std: float = DEFAULT_MAX_STD) -> Tensor:
     """Cost ``c_n(x)`` of moving mass from each heatmap cell to point ``n``: the fixed
     factor of the plan's transport cost ``W = sum_x d(x) K_fg(x) c(x)``
     (:mod:`gst_mm.transport.joint_plan`).
@@ -442,8 +450,8 @@ def point_costs(means: ArrayLike, covariances: ArrayLike, grid_shape: Tuple[int,
 
 @torch.no_grad()
 def background_costs(covariances: ArrayLike, stride: float, kind: str = 'sqdist', *,
-                     cutoff: float = 3.0, min_std: Optional[float] = None,
-                     max_std: float = 20.0) -> Tensor:
+                     cutoff: float = DEFAULT_CUTOFF, min_std: Optional[float] = None,
+                     max_std: float = DEFAULT_MAX_STD) -> Tensor:
     """Cost of sending mass to each point's background column: the cost at the
     cut-off, where the background log-likelihood places the virtual background object
     (method.md 4): ``'mahalanobis'``: ``d^2 / 2``; ``'sqdist'``: ``d^2 sigma^2`` with
@@ -461,7 +469,7 @@ def background_costs(covariances: ArrayLike, stride: float, kind: str = 'sqdist'
 
 def entry_costs(kernel: TransportKernel, means: ArrayLike, covariances: ArrayLike,
                 kind: str = 'sqdist', *, min_std: Optional[float] = None,
-                max_std: float = 20.0) -> Tensor:
+                max_std: float = DEFAULT_MAX_STD) -> Tensor:
     """Cost ``c(x_i, y_n)`` of every stored point entry of ``kernel`` ``(nnz,)``:
     ``'sqdist'`` the squared distance from cell ``i``'s centre to point ``n`` in cells^2
     (``/ stride^2``), ``'mahalanobis'`` ``d_M^2 / 2`` under point ``n``'s Gaussian

@@ -27,7 +27,10 @@ import torch
 from torch import Tensor
 
 from .kernel import (
+    DEFAULT_BG_RATIO,
+    DEFAULT_CUTOFF,
     DEFAULT_EPS,
+    DEFAULT_MAX_STD,
     ArrayLike,
     TransportKernel,
     _as_tensor,
@@ -87,9 +90,10 @@ def _entries(comp: ArrayLike, pen: ArrayLike, weight: ArrayLike, num_components:
 @torch.no_grad()
 def build_soft_kernel(means: ArrayLike, covariances: ArrayLike, comp: ArrayLike,
                       pen: ArrayLike, weight: ArrayLike, num_points: int,
-                      grid_shape: Tuple[int, int], stride: float, *, cutoff: float = 3.0,
-                      bg_ratio: float = 0.015, min_std: Optional[float] = None,
-                      max_std: float = 20.0, eps: float = DEFAULT_EPS) -> TransportKernel:
+                      grid_shape: Tuple[int, int], stride: float, *, cutoff: float = DEFAULT_CUTOFF,
+                      bg_ratio: float = DEFAULT_BG_RATIO, min_std: Optional[float] = None,
+                      max_std: float = DEFAULT_MAX_STD,
+                      eps: float = DEFAULT_EPS) -> TransportKernel:
     """Sparse soft-assignment kernel of one image (module docstring).
 
     Args:
@@ -150,9 +154,10 @@ def build_soft_kernel(means: ArrayLike, covariances: ArrayLike, comp: ArrayLike,
 @torch.no_grad()
 def soft_point_kernels(means: ArrayLike, covariances: ArrayLike, comp: ArrayLike,
                        pen: ArrayLike, weight: ArrayLike, num_points: int,
-                       grid_shape: Tuple[int, int], stride: float, *, cutoff: float = 3.0,
-                       bg_ratio: float = 0.015, min_std: Optional[float] = None,
-                       max_std: float = 20.0) -> Tensor:
+                       grid_shape: Tuple[int, int], stride: float, *,
+                       cutoff: float = DEFAULT_CUTOFF,
+                       bg_ratio: float = DEFAULT_BG_RATIO, min_std: Optional[float] = None,
+                       max_std: float = DEFAULT_MAX_STD) -> Tensor:
     """Foreground weight of each annotation's own two-column (point vs background)
     plan with a mixture likelihood: the soft form of :func:`.kernel.point_kernels`
     (landmarks, method.md 5).

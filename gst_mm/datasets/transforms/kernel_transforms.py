@@ -14,6 +14,7 @@ from gst_mm.transport import (
     build_soft_kernel,
     with_entry_costs,
 )
+from gst_mm.transport.kernel import DEFAULT_BG_RATIO, DEFAULT_CUTOFF, DEFAULT_MAX_STD
 
 
 def build_sample_kernel(gaussians, img_shape: Tuple[int, int], stride: int,
@@ -62,8 +63,9 @@ class LoadTransportKernel(BaseTransform):
             ``GSTLoss(cost_weight > 0)`` needs; ``None`` (default): no costs.
     """
 
-    def __init__(self, stride: int = 8, cutoff: float = 3.0, bg_ratio: float = 0.015,
-                 min_std: Optional[float] = None, max_std: float = 20.0,
+    def __init__(self, stride: int = 8, cutoff: float = DEFAULT_CUTOFF,
+                 bg_ratio: float = DEFAULT_BG_RATIO,
+                 min_std: Optional[float] = None, max_std: float = DEFAULT_MAX_STD,
                  background: bool = True, cost: Optional[str] = None) -> None:
         if cost is not None and cost not in COST_KINDS:
             raise ValueError(f'LoadTransportKernel: cost must be one of {COST_KINDS} or None, '

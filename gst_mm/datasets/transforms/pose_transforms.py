@@ -37,6 +37,7 @@ from mmpose.structures.bbox import get_warp_matrix
 
 from gst_mm.registry import TRANSFORMS
 from gst_mm.transport.joint_plan import COST_KEY, KERNEL_KEY
+from gst_mm.transport.kernel import DEFAULT_BG_RATIO, DEFAULT_CUTOFF, DEFAULT_MAX_STD
 
 from .geometry import apply_to_covariances, apply_to_points, compose, from_2x3, identity
 
@@ -144,10 +145,10 @@ class LoadPoseTransportKernel(BaseTransform):
                  cache_dir: str,
                  data_root: Optional[str] = None,
                  stride: int = 4,
-                 cutoff: float = 3.0,
-                 bg_ratio: float = 0.015,
+                 cutoff: float = DEFAULT_CUTOFF,
+                 bg_ratio: float = DEFAULT_BG_RATIO,
                  min_std: Optional[float] = None,
-                 max_std: float = 20.0,
+                 max_std: float = DEFAULT_MAX_STD,
                  match_tol: float = 1.0,
                  check_tol: float = 0.05,
                  fit_cfg: Optional[dict] = None,
