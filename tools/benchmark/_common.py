@@ -176,3 +176,38 @@ def append_section(title: str, lines: Sequence[str], path: str = DOC) -> None:
     """Append ``## title`` and ``lines`` to docs/benchmarks.md."""
     with open(path, 'a') as f:
         f.write('\n'.join(['', f'## {title}', '', *lines, '']))
+
+
+def best_time(fn: Callable[[], object], repeats: int, warmup: bool = True) -> float:
+    """Best of ``repeats`` timed calls of ``fn`` (seconds), after one untimed call when
+    ``warmup``."""
+    import math
+    if warmup:
+        fn()
+    best = math.inf
+    for _ in range(int(repeats)):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def median_time(fn: Callable[[], object], budget: float, max_repeats: int = 25) -> float:
+    """Median seconds of ``fn`` over repeats filling ``budget`` seconds (one warm-up)."""
+    import statistics
+    fn()
+    times: List[float] = []
+    start = time.perf_counter()
+    while len(times) < max_repeats and (not times or time.perf_counter() - start < budget):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def header(script: str, args: str, threads: int, load: str) -> str:
+    """The first line of a benchmark's docs section: machine, torch, threads, load and
+    the command."""
+    import torch
+    return (f'Machine: {machine()}, torch {torch.__version__}, {threads} torch thread(s), '
+            f'{load}. Command: `python tools/benchmark/{script}{args}`.')

@@ -15,17 +15,13 @@ import json
 import os
 import os.path as osp
 import platform
-import sys
 import tempfile
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-import gst_mm.datasets  # noqa: E402,F401
-from gst_mm.datasets.synthetic_crowd import SyntheticCrowdConfig, write_dataset  # noqa: E402
+from gst_mm.datasets.synthetic_crowd import SyntheticCrowdConfig, write_dataset
 
 
 def pipeline(plan: str, kernel: bool):

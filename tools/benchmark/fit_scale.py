@@ -36,13 +36,13 @@ import time
 
 import numpy as np
 import torch
+from _common import header
+
+from gst_mm.splatting import fit_gaussians
+from gst_mm.splatting.knn import knn_distance
+from gst_mm.splatting.synthetic import make_scene, recovery_errors
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, ROOT)
-
-from gst_mm.splatting import fit_gaussians  # noqa: E402
-from gst_mm.splatting.knn import knn_distance  # noqa: E402
-from gst_mm.splatting.synthetic import make_scene, recovery_errors  # noqa: E402
 
 SETTINGS = {'default': {}, 'knn': dict(init='knn', max_growth=math.inf)}
 
@@ -123,10 +123,10 @@ def run_group(group: str, seeds: int) -> dict:
 
 def write_markdown(result: dict, path: str) -> None:
     lines = [f"\n## Fit scale from the image (issue 13) — {result['date']}\n",
-             f"Machine: {result['machine']}, torch {result['torch']}, {result['threads']} "
-             f"torch thread(s), load average before / after {result['load_before']} / "
-             f"{result['load_after']}. Command: `python tools/benchmark/fit_scale.py"
-             f"{result['args']}`. Settings: `default` = image-derived init + growth bound, "
+             header('fit_scale.py', result['args'], result['threads'],
+                    f"load average before / after {result['load_before']} / "
+                    f"{result['load_after']}")
+             + ' Settings: `default` = image-derived init + growth bound, '
              '`knn` = spacing init, unbounded (the previous default).\n',
              '| group | objects | setting | std rel. err | angle err (deg) | rank corr. fit '
              '| rank corr. kNN init | rank corr. image init | s/image |',

@@ -28,17 +28,13 @@ import math
 import os
 import os.path as osp
 import platform
-import statistics
 import sys
-import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, ROOT)
+import torch
+from _common import median_time
 
-import torch  # noqa: E402
-
-from gst_mm.transport import (  # noqa: E402
+from gst_mm.transport import (
     bayesian_loss,
     build_kernel,
     dm_count_loss,
@@ -46,6 +42,8 @@ from gst_mm.transport import (  # noqa: E402
     transport_loss,
     uot_loss,
 )
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 GRID = (64, 64)
 STRIDE = 8
@@ -92,18 +90,6 @@ def loss_callables(use_modules: bool) -> Dict[str, Callable]:
     }
 
 
-def timed(fn: Callable[[], object], budget: float, max_repeats: int = 25) -> float:
-    """Median seconds of ``fn`` over repeats filling ``budget`` seconds (one warm-up)."""
-    fn()
-    times: List[float] = []
-    start = time.perf_counter()
-    while len(times) < max_repeats and (not times or time.perf_counter() - start < budget):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def run(args) -> Dict:
     torch.set_num_threads(args.threads)
     try:
@@ -119,7 +105,7 @@ def run(args) -> Dict:
         means, covs = make_points(n, args.seed)
         density = (base * (n / base.sum())).detach()  # same map, total mass = N
         kernel = build_kernel(means, covs, GRID, STRIDE)
-        build_s = timed(lambda: build_kernel(means, covs, GRID, STRIDE), args.budget)
+        build_s = median_time(lambda: build_kernel(means, covs, GRID, STRIDE), args.budget)
         dense_bytes = n * GRID[0] * GRID[1] * 4
         row = dict(build_ms=build_s * 1e3, kernel_bytes=kernel.nbytes(), nnz=kernel.nnz,
                    dense_bytes=dense_bytes, memory_ratio=dense_bytes / kernel.nbytes(), step_ms={})
@@ -127,7 +113,7 @@ def run(args) -> Dict:
             def step():
                 d = density.clone().requires_grad_(True)
                 fn(d, [means], [kernel]).backward()
-            row['step_ms'][name] = timed(step, args.budget) * 1e3
+            row['step_ms'][name] = median_time(step, args.budget) * 1e3
             print(f'N={n} {name}: {row["step_ms"][name]:.3f} ms/step', file=sys.stderr)
         gst = row['step_ms']['GSTLoss']
         row['speedup_vs_gst'] = {k: v / gst for k, v in row['step_ms'].items() if k != 'GSTLoss'}

@@ -21,12 +21,10 @@ import os
 import os.path as osp
 import platform
 import statistics
-import sys
 import tempfile
 import time
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, REPO)
 GST_CFG = osp.join(REPO, 'configs', 'mpii', 'gst_hrnet-w32_8xb64-210e_mpii-256x256.py')
 PLAIN_CFG = osp.join(REPO, 'configs', 'mpii', 'td-hm_hrnet-w32_8xb64-210e_mpii-256x256.py')
 

@@ -41,7 +41,6 @@ from typing import Dict
 import numpy as np
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, ROOT)
 
 KINDS = ('centred', 'displaced', 'top', 'parts', 'overlap')
 PLANS = ('soft', 'hard', 'heuristic', 'oracle')

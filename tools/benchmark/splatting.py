@@ -46,13 +46,13 @@ import time
 
 import numpy as np
 import torch
+from _common import best_time, header
+
+from gst_mm.splatting import Gaussians2D, fit_gaussians, render
+from gst_mm.splatting.render import build_pairs
+from gst_mm.splatting.synthetic import make_scene, recovery_errors
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, ROOT)
-
-from gst_mm.splatting import Gaussians2D, fit_gaussians, render  # noqa: E402
-from gst_mm.splatting.render import build_pairs  # noqa: E402
-from gst_mm.splatting.synthetic import make_scene, recovery_errors  # noqa: E402
 
 
 def bench_fit(scene, **kwargs) -> dict:
@@ -90,21 +90,13 @@ def bench_render(n: int = 1000, size: int = 512, reps: int = 3, seed: int = 0) -
             render(g, size, size, 'dense', compositing='sum',
                    rows=(r0, min(size, r0 + rows))).sum().backward()
 
-    def timed(fn, k):
-        best = math.inf
-        for _ in range(k):
-            t = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - t)
-        return best
-
     with torch.no_grad():
         g = gaussians()
         n_pairs = len(build_pairs(g.means, g.covariances, size, size))
     out = {'gaussians': n, 'size': size, 'pairs': n_pairs,
-           'torch_sum_s': round(timed(lambda: sparse('sum'), reps), 4),
-           'torch_alpha_s': round(timed(lambda: sparse('alpha'), reps), 4),
-           'dense_s': round(timed(dense, 1), 3)}
+           'torch_sum_s': round(best_time(lambda: sparse('sum'), reps, warmup=False), 4),
+           'torch_alpha_s': round(best_time(lambda: sparse('alpha'), reps, warmup=False), 4),
+           'dense_s': round(best_time(dense, 1, warmup=False), 3)}
     out['speedup_sum'] = round(out['dense_s'] / out['torch_sum_s'], 1)
     out['speedup_alpha'] = round(out['dense_s'] / out['torch_alpha_s'], 1)
     out['ns_per_pair_sum'] = round(out['torch_sum_s'] / n_pairs * 1e9, 1)
@@ -114,10 +106,9 @@ def bench_render(n: int = 1000, size: int = 512, reps: int = 3, seed: int = 0) -
 def write_markdown(result: dict, path: str) -> None:
     """Append a dated section with the results to ``path``."""
     lines = [f"\n## Splatting (issue 3) — {result['date']}\n",
-             f"Machine: {result['machine']}, torch {result['torch']}, "
-             f"{result['threads']} torch thread(s), load average at the end "
-             f"{result['load_average']} (machine shared). Command: "
-             f"`python tools/benchmark/splatting.py{result['args']}`.\n",
+             header('splatting.py', result['args'], result['threads'],
+                    f"load average at the end {result['load_average']} (machine shared)")
+             + '\n',
              '| scene | setting | iterations | seconds | ms/iter | std rel. err '
              '| angle err (deg) |',
              '|---|---|---|---|---|---|---|']
@@ -141,17 +132,6 @@ def write_markdown(result: dict, path: str) -> None:
 # ---------------------------------------------------------------------- (c) compiled kernel
 RENDER_SIZES = ((1000, 512, 512), (4535, 1744, 4110))
 PAPER_FITS = (('1920x960/953', (960, 1920, 953)), ('4110x1744/4535', (1744, 4110, 4535)))
-
-
-def best_time(fn, k: int) -> float:
-    """Best of ``k`` timed calls of ``fn`` (after one warm-up call)."""
-    fn()
-    best = math.inf
-    for _ in range(k):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def _set_path(path: str) -> None:
