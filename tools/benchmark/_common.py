@@ -211,3 +211,12 @@ def header(script: str, args: str, threads: int, load: str) -> str:
     import torch
     return (f'Machine: {machine()}, torch {torch.__version__}, {threads} torch thread(s), '
             f'{load}. Command: `python tools/benchmark/{script}{args}`.')
+
+
+def write_lines(path: str, lines: Sequence[str], targets: Optional[Dict] = None) -> None:
+    """Append ``lines`` (and a ``- key: value`` line per target) to a markdown file."""
+    lines = list(lines)
+    if targets:
+        lines += [''] + [f'- {key}: {val}' for key, val in targets.items()]
+    with open(path, 'a') as f:
+        f.write('\n'.join(lines) + '\n')

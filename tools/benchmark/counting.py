@@ -41,21 +41,10 @@ import sys
 import time
 from typing import Dict, List
 
+import _common as common
 import numpy as np
-from _common import (
-    ROOT,
-    append_section,
-    init_worker,
-    load_line,
-    machine,
-    median_step,
-    recorder_of,
-    run_pool,
-    short_run,
-    utc_now,
-)
 
-CFG_DIR = osp.join(ROOT, 'configs', 'counting')
+CFG_DIR = osp.join(common.ROOT, 'configs', 'counting')
 #: arm -> (config, cfg options)
 ARMS: Dict[str, tuple] = {
     'gst': ('gst_vgg19_synthetic.py', {}),
@@ -96,7 +85,7 @@ def parse_args(argv=None):
     p.add_argument('--protocols', nargs='+', default=list(PROTOCOLS), choices=list(PROTOCOLS))
     p.add_argument('--jobs', type=int, default=2, help='runs in parallel (1 thread each)')
     p.add_argument('--boot', type=int, default=2000, help='bootstrap resamples')
-    p.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs', 'bench_counting'))
+    p.add_argument('--work-dir', default=osp.join(common.ROOT, 'work_dirs', 'bench_counting'))
     p.add_argument('--reuse', action='store_true', help='keep finished runs of the work dir')
     p.add_argument('--note', default='')
     p.add_argument('--no-doc', action='store_true')
@@ -181,7 +170,7 @@ def _configure(cfg, arm: str, variant_root: str, protocol: Dict, iters: int, see
                 if warm else [])
     schedule.append(dict(type='CosineAnnealingLR', T_max=iters - warm, eta_min=1e-5,
                          by_epoch=False, begin=warm, end=iters))
-    short_run(cfg, work_dir, seed, iters, schedule=schedule)
+    common.short_run(cfg, work_dir, seed, iters, schedule=schedule)
     if protocol['ema']:
         cfg.custom_hooks = list(cfg.custom_hooks) + [dict(type='EMAHook', momentum=0.01)]
     cfg.test_evaluator = [dict(type='CountingMetric', localization=True, thresholds=(8.0, )),
@@ -207,7 +196,7 @@ def run_one(arm: str, variant: str, seed: int, protocol_name: str, iters: int,
     t0 = time.perf_counter()
     runner.train()
     train_s = time.perf_counter() - t0
-    rec = recorder_of(runner)
+    rec = common.recorder_of(runner)
     metrics = runner.test()
     recorder = next(m for m in runner.test_evaluator.metrics
                     if type(m).__name__ == 'CountRecorder')
@@ -217,7 +206,7 @@ def run_one(arm: str, variant: str, seed: int, protocol_name: str, iters: int,
                AR=float(metrics.get('AR', float('nan'))),
                F1_8=float(metrics.get('F1@8', metrics.get('F1@8.0', float('nan')))),
                inside=float(metrics['rec/inside']), images=recorder.records,
-               step_s=median_step(rec.steps), train_s=train_s,
+               step_s=common.median_step(rec.steps), train_s=train_s,
                init_hash=rec.init_hash, data_hash=rec.data_hash,
                loss_first50=statistics.mean(r['loss'] for r in rec.rows[:50]),
                loss_last50=statistics.mean(r['loss'] for r in rec.rows[-50:]))
@@ -337,14 +326,14 @@ def prepare(variants: List[str], work_root: str, arms: List[str]) -> None:
 
 def main(argv=None) -> Dict:
     args = parse_args(argv)
-    init_worker(1)
+    common.init_worker(1)
     os.makedirs(args.work_dir, exist_ok=True)
     t0 = time.perf_counter()
     if args.protocol_study:
         prepare(['perspective'], args.work_dir, ['gst'])
         jobs = [('gst', 'perspective', s, p, args.iters or PROTOCOLS[p]['iters'],
                  args.work_dir, args.reuse) for p in args.protocols for s in args.seeds]
-        runs = run_pool(run_one, jobs, args.jobs)
+        runs = common.run_pool(run_one, jobs, args.jobs)
         study = {}
         for p in args.protocols:
             rs = [r for r in runs if r['protocol'] == p]
@@ -353,8 +342,9 @@ def main(argv=None) -> Dict:
             study[p] = dict(MAE=float(np.mean(maes)), sd=float(np.std(maes, ddof=1)),
                             seeds=[round(m, 2) for m in maes], cpu_min_per_run=minutes,
                             sd_x_sqrt_min=float(np.std(maes, ddof=1) * np.sqrt(minutes)))
-        record = dict(benchmark='counting_protocols', date=utc_now(), machine=machine(),
-                      load=load_line(), study=study, runs=runs,
+        record = dict(benchmark='counting_protocols', date=common.utc_now(),
+                      machine=common.machine(),
+                      load=common.load_line(), study=study, runs=runs,
                       wall_s=time.perf_counter() - t0)
         print(json.dumps({k: v for k, v in record.items() if k != 'runs'}))
         with open(osp.join(args.work_dir, 'protocols.json'), 'w') as f:
@@ -369,7 +359,8 @@ def main(argv=None) -> Dict:
                 lines.append(f"| {p} | `{json.dumps(PROTOCOLS[p])}` | {v['MAE']:.2f} | "
                              f"{v['seeds']} | {v['sd']:.2f} | {v['cpu_min_per_run']:.1f} | "
                              f"{v['sd_x_sqrt_min']:.2f} |")
-            append_section(f"Counting benchmark protocols (issue 22), {record['date']}", lines)
+            common.append_section(
+                f"Counting benchmark protocols (issue 22), {record['date']}", lines)
         return record
     prepare(args.variants, args.work_dir, args.arms + args.cost_arms)
     iters = args.iters or PROTOCOLS[args.protocol]['iters']
@@ -378,8 +369,9 @@ def main(argv=None) -> Dict:
     if 'perspective' in args.variants:
         jobs += [(a, 'perspective', s, args.protocol, iters, args.work_dir, args.reuse)
                  for s in args.seeds for a in args.cost_arms]
-    runs = run_pool(run_one, jobs, args.jobs)
-    record = dict(benchmark='counting', date=utc_now(), machine=machine(), load=load_line(),
+    runs = common.run_pool(run_one, jobs, args.jobs)
+    record = dict(benchmark='counting', date=common.utc_now(), machine=common.machine(),
+                  load=common.load_line(),
                   jobs=args.jobs, protocol=args.protocol, protocol_cfg=dict(
                       PROTOCOLS[args.protocol], iters=iters), seeds=args.seeds,
                   variants={v: VARIANTS[v] for v in args.variants},
@@ -390,7 +382,7 @@ def main(argv=None) -> Dict:
     with open(osp.join(args.work_dir, 'result.json'), 'w') as f:
         json.dump(dict(record, runs=runs), f, indent=1)
     if not args.no_doc:
-        append_section(f"Crowd counting, paired (issue 22), {record['date']}",
+        common.append_section(f"Crowd counting, paired (issue 22), {record['date']}",
                        doc_lines(record))
     return record
 

@@ -36,7 +36,7 @@ import time
 
 import numpy as np
 import torch
-from _common import header
+from _common import header, write_lines
 
 from gst_mm.splatting import fit_gaussians
 from gst_mm.splatting.knn import knn_distance
@@ -138,11 +138,7 @@ def write_markdown(result: dict, path: str) -> None:
                          f"{100 * s['std_rel_err']:.1f} % | {s['angle_err_deg']} | "
                          f"{s['spearman']} | {r['spearman_knn_init']} | "
                          f"{r['spearman_image_init']} | {s['seconds_per_image']} |")
-    lines.append('')
-    for key, val in result['targets'].items():
-        lines.append(f'- {key}: {val}')
-    with open(path, 'a') as f:
-        f.write('\n'.join(lines) + '\n')
+    write_lines(path, lines, result['targets'])
 
 
 def main(argv=None) -> int:

@@ -46,7 +46,7 @@ import time
 
 import numpy as np
 import torch
-from _common import best_time, header
+from _common import best_time, header, write_lines
 
 from gst_mm.splatting import Gaussians2D, fit_gaussians, render
 from gst_mm.splatting.render import build_pairs
@@ -331,11 +331,7 @@ def write_compiled_markdown(result: dict, path: str) -> None:
                          f"{r['rss_before_fit_mb']} | {100 * r['std_rel_err']:.1f} % | "
                          f"{r['threads']} | {r['load_before_after']} |")
         lines.append(f"| {name} | speed-up | {rows['speedup']}x | | | | | | | |")
-    lines.append('')
-    for key, val in result['targets'].items():
-        lines.append(f'- {key}: {val}')
-    with open(path, 'a') as f:
-        f.write('\n'.join(lines) + '\n')
+    write_lines(path, lines, result['targets'])
 
 
 def main(argv=None) -> int:
