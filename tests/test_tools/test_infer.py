@@ -15,7 +15,7 @@ def tiny_model(tiny_crowd, tmp_path):
     """The tiny L2 counter dumped to a config file, with a checkpoint whose weights
     give non-trivial densities (the initial weights, output made positive)."""
     from mmengine.runner import Runner
-    from test_counting.conftest import tiny_counting_cfg
+    from tiny_configs import tiny_counting_cfg
 
     from gst_mm.utils import register_all_modules
     data_root, cache_dir = tiny_crowd

@@ -57,7 +57,7 @@ def _family_config(family, tmp_path, tiny_crowd, mpii_layout, tiny_landmarks):
     kind, name = FAMILIES[family]
     path = osp.join(REPO, 'configs', kind, name)
     if kind == 'counting':
-        from test_counting.conftest import tiny_counting_cfg
+        from tiny_configs import tiny_counting_cfg
         data_root = str(tmp_path / 'crowd') + '/'
         os.symlink(tiny_crowd[0], data_root.rstrip('/'))
         cfg = tiny_counting_cfg(name, data_root, None, tmp_path / 'work')

@@ -1,4 +1,6 @@
-"""A tiny synthetic crowd data set (with its Gaussian cache) and tiny counting configs."""
+"""Tiny counting configs for tests: a config of configs/counting/ shrunk to the tiny
+synthetic crowd set of the `tiny_crowd` fixture (tests/conftest.py). Imported by tests as
+`from tiny_configs import tiny_counting_cfg` (tests/ is on sys.path)."""
 import copy
 import os.path as osp
 

@@ -8,14 +8,14 @@ import torch
 
 pytest.importorskip('mmpose')
 
+from tiny_configs import tiny_counting_cfg  # noqa: E402
+
 from gst_mm.utils.pretrained import (  # noqa: E402
     PretrainedWeightsError,
     check_checkpoint,
     check_pretrained_weights,
     find_pretrained,
 )
-
-from .conftest import tiny_counting_cfg  # noqa: E402
 
 BAD_URL = 'https://invalid.example/weights.pth'  # .example never resolves (RFC 2606)
 KEY = 'model.backbone.init_cfg'

@@ -66,10 +66,9 @@ def test_visualize_tool_pipeline_keeps_loading_and_kernel_steps(name, source):
     import os.path as osp
 
     from mmengine.config import Config
+    from tiny_configs import CONFIG_DIR
 
     from gst_mm.visualization.transport_sample import transport_pipeline
-
-    from .conftest import CONFIG_DIR
 
     cfg = Config.fromfile(osp.join(CONFIG_DIR, name))
     steps = transport_pipeline(cfg, source, augment=False)

@@ -6,9 +6,9 @@ import torch
 
 pytest.importorskip('mmpose')
 
-from gst_mm.models.backbones import VGG19TransformerRegressor, knn_in_degree  # noqa: E402
+from tiny_configs import tiny_counting_cfg  # noqa: E402
 
-from .conftest import tiny_counting_cfg  # noqa: E402
+from gst_mm.models.backbones import VGG19TransformerRegressor, knn_in_degree  # noqa: E402
 
 NARROW = (4, 8, 8, 16, 16)
 

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip('mmpose')
 
-from .conftest import REPO_ROOT, tiny_counting_cfg  # noqa: E402
+from tiny_configs import REPO_ROOT, tiny_counting_cfg  # noqa: E402
 
 
 def _free_port() -> int:

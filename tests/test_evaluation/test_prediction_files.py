@@ -10,6 +10,8 @@ import torch
 
 pytest.importorskip('mmpose')
 
+from tiny_configs import tiny_counting_cfg  # noqa: E402
+
 from gst_mm.evaluation import CountingMetric  # noqa: E402
 from gst_mm.evaluation.prediction_files import (  # noqa: E402
     PREDICTION_COLUMNS,
@@ -19,8 +21,6 @@ from gst_mm.evaluation.prediction_files import (  # noqa: E402
     write_nwpu_submission,
     write_predictions,
 )
-
-from .conftest import tiny_counting_cfg  # noqa: E402
 
 SAMPLES = [  # counts that a 4-decimal format would not keep exactly
     dict(img_id='test_3610', img_path='data/nwpu/images/test_3610.jpg',

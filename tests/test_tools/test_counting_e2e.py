@@ -7,7 +7,7 @@ import torch
 
 pytest.importorskip('mmpose')
 
-from .conftest import tiny_counting_cfg  # noqa: E402
+from tiny_configs import tiny_counting_cfg  # noqa: E402
 
 
 def _runner(cfg):
