@@ -1,4 +1,7 @@
-"""Nearest-neighbour distances of annotation points (numpy + scipy; the one kNN query).
+"""Nearest-neighbour distances of annotation points (the one kNN query): a scipy
+KD-tree, or, where scipy is not installed (a bare GPU box with only torch, numpy,
+h5py and OpenCV: ``tools/benchmark/gpu.py``), a chunked numpy search with the same
+distances.
 
 Used by the fit's kNN initialisation and background mask (:mod:`.fit`), the
 neighbourhood boxes of the crop-area rule
@@ -11,6 +14,32 @@ from __future__ import annotations
 from typing import Tuple
 
 import numpy as np
+
+#: queries per block of the numpy fallback (block x points float64 distances)
+_CHUNK = 1024
+
+
+def _nearest(p: np.ndarray, q: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+    """``k`` nearest rows of ``p`` for every row of ``q``: ``(distances, indices)``,
+    nearest first (scipy's KD-tree when it imports, else blockwise numpy)."""
+    try:
+        from scipy.spatial import cKDTree
+    except ImportError:
+        cKDTree = None
+    if cKDTree is not None:
+        d, i = cKDTree(p).query(q, k=k)
+        return np.asarray(d).reshape(len(q), k), np.asarray(i, np.int64).reshape(len(q), k)
+    ds, idx = [], []
+    for a in range(0, len(q), _CHUNK):
+        block = q[a:a + _CHUNK]
+        d2 = ((block[:, None, :] - p[None, :, :]) ** 2).sum(-1)
+        part = np.argpartition(d2, k - 1, axis=1)[:, :k] if k < len(p) else np.tile(
+            np.arange(len(p)), (len(block), 1))
+        dk = np.take_along_axis(d2, part, 1)
+        order = np.argsort(dk, axis=1, kind='stable')
+        idx.append(np.take_along_axis(part, order, 1))
+        ds.append(np.sqrt(np.take_along_axis(dk, order, 1)))
+    return np.concatenate(ds), np.concatenate(idx).astype(np.int64)
 
 
 def knn_distances(points: np.ndarray, k: int) -> np.ndarray:
@@ -30,10 +59,9 @@ def knn_distances(points: np.ndarray, k: int) -> np.ndarray:
     n = len(p)
     if n <= 1:
         return np.zeros((n, 0))
-    from scipy.spatial import cKDTree
     kk = min(k, n - 1)
-    d, _ = cKDTree(p).query(p, k=kk + 1)  # column 0: the point itself
-    return np.asarray(d).reshape(n, kk + 1)[:, 1:]
+    d, _ = _nearest(p, p, kk + 1)  # column 0: the point itself (distance 0)
+    return d[:, 1:]
 
 
 def knn_distance(points: np.ndarray, k: int = 3, single: float = 8.0,
@@ -76,6 +104,4 @@ def knn_query(points: np.ndarray, queries: np.ndarray, k: int) -> Tuple[np.ndarr
     kk = min(k, len(p))
     if kk == 0 or len(q) == 0:
         return np.zeros((len(q), kk)), np.zeros((len(q), kk), np.int64)
-    from scipy.spatial import cKDTree
-    d, i = cKDTree(p).query(q, k=kk)
-    return np.asarray(d).reshape(len(q), kk), np.asarray(i, np.int64).reshape(len(q), kk)
+    return _nearest(p, q, kk)

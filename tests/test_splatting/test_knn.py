@@ -30,3 +30,28 @@ def test_knn_distance_edge_cases():
     np.testing.assert_allclose(knn_distance(dup, k=1, floor=0.0), [0.0, 0.0, 5.0])
     with pytest.raises(ValueError, match='k must be'):
         knn_distances(dup, 0)
+
+
+def test_numpy_fallback_gives_the_kd_tree_distances(monkeypatch):
+    """Without scipy (a bare GPU box) the kNN query is a blockwise numpy search with the
+    same distances and (tie-free) indices."""
+    import builtins
+
+    from gst_mm.splatting import knn
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(0, 500, (2500, 2))
+    queries = rng.uniform(0, 500, (300, 2))
+    ref = knn.knn_distances(pts, 3), knn.knn_query(pts, queries, 4)
+    real_import = builtins.__import__
+
+    def no_scipy(name, *a, **k):
+        if name.startswith('scipy'):
+            raise ImportError('scipy is not installed (test)')
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, '__import__', no_scipy)
+    monkeypatch.setattr(knn, '_CHUNK', 700)  # several blocks
+    got = knn.knn_distances(pts, 3), knn.knn_query(pts, queries, 4)
+    np.testing.assert_allclose(got[0], ref[0], rtol=1e-12)
+    np.testing.assert_allclose(got[1][0], ref[1][0], rtol=1e-12)
+    np.testing.assert_array_equal(got[1][1], ref[1][1])
