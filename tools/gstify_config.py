@@ -2,7 +2,8 @@
 
     python tools/gstify_config.py SRC_CONFIG OUT_CONFIG [--loss {gst,ot}]
         [--preset {default,paper}] [--beta B] [--discrepancy {l1,log}]
-        [--cost-weight L] [--cost {sqdist,mahalanobis}] [--decode MODE]
+        [--cost-weight L] [--entropy-weight E] [--cost {sqdist,mahalanobis}]
+        [--decode MODE]
         [--nonneg MODE] [--mse-weight W] [--mse-warmup-iters N]
         [--cache-dir DIR] [--fit-iterations 1000] [--force]
 
@@ -345,6 +346,7 @@ def recipe_name(recipe) -> str:
 #: command-line options that override one recipe field (option, field, type)
 RECIPE_OPTIONS = (('--beta', 'beta', float), ('--discrepancy', 'discrepancy', str),
                   ('--cost-weight', 'cost_weight', float), ('--cost', 'cost', str),
+                  ('--entropy-weight', 'entropy_weight', float),
                   ('--decode', 'decode_mode', str), ('--nonneg', 'nonneg', str),
                   ('--mse-weight', 'mse_weight', float),
                   ('--mse-warmup-iters', 'mse_warmup_iters', int),

@@ -27,8 +27,9 @@ model = dict(
             _delete_=True,
             type='gst_mm.JointTransportLoss',
             discrepancy='log',
-            cost_weight=0.0),
-        beta=8.0,
+            cost_weight=0.2,
+            entropy_weight=0.4),
+        beta=1.0,
         nonneg='softmax',
         decode_mode='codec',
         mse_weight=0.0,
@@ -49,7 +50,7 @@ train_pipeline = [
         cache_dir=gaussian_cache_dir,
         data_root=gaussian_data_root,
         stride=4,
-        cost=None),
+        cost='sqdist'),
     dict(type='PackPoseInputs'),
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))

@@ -15,11 +15,13 @@ data_root = 'data/synthetic_pose/'
 gaussian_cache_dir = data_root + 'gst_cache'
 gaussian_data_root = data_root
 
-# random init: 100 MSE warm-up steps, then pure GST (docs/pose.md, "Loss, density
-# and keypoint scores": pure GST from step 0 first learns the image-independent prior)
+# the default GST recipe (gst_mm.models.heads.recipe.PRESETS['default'], docs/pose.md
+# "Which setting"): -log discrepancy, the plan's transport cost and entropy; random init:
+# 100 MSE warm-up steps, then pure GST (the synthetic protocol of tools/benchmark/pose.py)
 model = dict(head=dict(type='gst_mm.GSTHeatmapHead',
-                       loss=dict(_delete_=True, type='gst_mm.JointTransportLoss'),
-                       mse_weight=0.0, nonneg='softmax', mse_warmup_iters=100))
+                       loss=dict(_delete_=True, type='gst_mm.JointTransportLoss',
+                                 discrepancy='log', cost_weight=0.2, entropy_weight=0.4),
+                       beta=1.0, mse_weight=0.0, nonneg='softmax', mse_warmup_iters=100))
 
 codec = dict(type='MSRAHeatmap', input_size=(64, 64), heatmap_size=(32, 32), sigma=1)
 train_pipeline = [
@@ -30,7 +32,7 @@ train_pipeline = [
     dict(type='TopdownAffine', input_size=(64, 64)),
     dict(type='GenerateTarget', encoder=codec),
     dict(type='gst_mm.LoadPoseTransportKernel', cache_dir=gaussian_cache_dir,
-         data_root=gaussian_data_root, stride=2),
+         data_root=gaussian_data_root, stride=2, cost='sqdist'),
     dict(type='PackPoseInputs'),
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))

@@ -222,7 +222,7 @@ def _wait_for_busy(summary: PrecomputeSummary, by_key: Dict[str, GaussianSample]
                    timeout: float) -> None:
     """Wait (polling) until the busy entries' writers are done, then skip the valid
     ones and fit the rest here."""
-    from .cache import CLAIM_SUFFIX, _claim_holder
+    from .cache_writers import CLAIM_SUFFIX, _claim_holder
     deadline = time.time() + timeout
     pending = [by_key[k] for k, _ in summary.busy]
     summary.busy = []

@@ -15,22 +15,16 @@ from .joint_plan import (
     weighted_joint_mean,
 )
 from .kernel import (
-    COST_KINDS,
     DEFAULT_BG_RATIO,
     DEFAULT_CUTOFF,
     DEFAULT_EPS,
     DEFAULT_MAX_STD,
     TransportKernel,
-    background_costs,
     build_kernel,
     cell_centres,
     clamp_covariances,
-    entry_costs,
     heuristic_kernel,
-    point_costs,
-    point_kernels,
     window_radius,
-    with_entry_costs,
 )
 from .losses import (
     BATCH_REDUCTIONS,
@@ -61,6 +55,14 @@ from .ot import (
     uot_plan,
     uot_primal_value,
     uot_semi_dual,
+)
+from .point_plans import (
+    COST_KINDS,
+    background_costs,
+    entry_costs,
+    point_costs,
+    point_kernels,
+    with_entry_costs,
 )
 from .soft_kernel import build_soft_kernel, soft_point_kernels
 

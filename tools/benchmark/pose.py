@@ -62,18 +62,23 @@ CONFIGS = dict(mse='td-hm_res18-half_1xb32-1000it_synthetic-64x64.py',
 ARMS = {
     'mse': 'mse',
     'ot': 'ot',
-    'gst-paper': 'gst:',
-    'gst-nowarm': 'gst:warmup=0',
+    'gst-paper': 'gst:',                                     # the paper: beta 1, L1, no cost
     'gst-beta': 'gst:beta=8',
     'gst-beta-log': 'gst:beta=8,disc=log',
-    'gst-beta-cost0.05': 'gst:beta=8,cost=0.05',
-    'gst-beta-cost0.1': 'gst:beta=8,cost=0.1',
-    'gst-beta-cost0.2': 'gst:beta=8,cost=0.2',
-    'gst-beta-cost0.1-maha': 'gst:beta=8,cost=0.1,kind=mahalanobis',
-    'gst-soft': 'gst:plan=soft',
+    'gst-beta-log-cost0.2': 'gst:beta=8,disc=log,cost=0.2',  # cost without entropy
+    'gst-cost0.1': 'gst:disc=log,cost=0.1,ent=0.2',          # lambda sweep at eps = 2 lambda
+    'gst': 'gst:disc=log,cost=0.2,ent=0.4',                  # the default recipe
+    'gst-cost0.5': 'gst:disc=log,cost=0.5,ent=1.0',
+    'gst-b8': 'gst:beta=8,disc=log,cost=0.2,ent=0.4',
+    'gst-nowarm': 'gst:disc=log,cost=0.2,ent=0.4,warmup=0',
+    'gst-sigma2': 'gst:disc=log,cost=0.2,ent=1.6',           # variance 4 cells^2
+    'gst-soft': 'gst:plan=soft,disc=log,cost=0.2,ent=0.4',
 }
-DEFAULT_ARMS = ['mse', 'gst-paper', 'gst-beta', 'gst-beta-log', 'gst-beta-cost0.05',
-                'gst-beta-cost0.1', 'gst-beta-cost0.2', 'gst-beta-cost0.1-maha', 'ot']
+DEFAULT_ARMS = ['mse', 'gst-paper', 'gst-beta', 'gst-beta-log', 'gst-cost0.1', 'gst',
+                'gst-cost0.5', 'ot']
+#: arms of the MPII overfit check and of the continuation (defaults)
+MPII_ARMS = ['mse', 'gst-paper', 'gst-beta-log', 'gst', 'gst-nowarm', 'gst-sigma2']
+CONTINUATION_ARMS = ['mse', 'gst-paper', 'gst-beta-log', 'gst']
 SPEC_KEYS = dict(beta=float, cost=float, kind=str, disc=str, warmup=int, plan=str,
                  nonneg=str, ent=float)
 DECODERS = {'codec': ('codec', 1), 'dark': ('dark', 1), 'centroid1': ('centroid', 1),
@@ -110,19 +115,25 @@ def parse_args(argv=None):
     p.add_argument('--timing-iters', type=int, default=40)
     p.add_argument('--mpii-iters', type=int, default=300)
     p.add_argument('--mpii-seeds', type=int, nargs='*', default=[0, 1, 2])
-    p.add_argument('--mpii-arms', nargs='*', default=None,
-                   help='arms of the MPII overfit check (default: --arms without ot)')
+    p.add_argument('--mpii-arms', nargs='*', default=MPII_ARMS,
+                   help='arms of the MPII overfit check')
+    p.add_argument('--continue-arms', nargs='*', default=CONTINUATION_ARMS,
+                   help='arms continued from each seed\'s MSE model')
     p.add_argument('--continue-iters', type=int, default=200)
     p.add_argument('--skip-mpii', action='store_true')
     p.add_argument('--skip-continuation', action='store_true')
     p.add_argument('--skip-timing', action='store_true')
+    p.add_argument('--gstify', nargs='*', default=[],
+                   help='MMPose configs (mmpose::...) to check instead: the source recipe vs '
+                   'its default gstified version on the 5 MPII images (--mpii-iters steps, '
+                   '--mpii-seeds)')
     p.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs', 'bench_pose'))
     p.add_argument('--reuse', action='store_true',
                    help='keep runs whose result file exists in the work dir')
     p.add_argument('--note', default='', help='a sentence for the doc section')
     p.add_argument('--no-doc', action='store_true', help='do not append to docs/benchmarks.md')
     args = p.parse_args(argv)
-    for arm in args.arms + (args.mpii_arms or []):
+    for arm in args.arms + args.mpii_arms + args.continue_arms:
         parse_spec(arm)
     return args
 
@@ -449,11 +460,80 @@ def pairing(runs: List[Dict]) -> str:
             if ok else 'NOT paired: initial weights or data differ within a seed (see JSON)')
 
 
+# ---------------------------------------------------------------------- gstify check
+def gstify_run(src: str, kind: str, seed: int, iters: int, work_dir: str,
+               reuse: bool = False) -> Dict:
+    """Train ``src`` (``kind='mse'``, MMPose's own recipe) or its default gstified version
+    (``kind='gst'``, ``tools/gstify_config.py SRC OUT``) from random init on the 5 MPII
+    sample images for ``iters`` steps (``tools/train.py --iters``) and test on them:
+    PCKh@0.5, PCKh@0.1."""
+    import importlib.util
+
+    from mmengine.runner import Runner
+
+    from gst_mm.utils.config import load_run_config
+    from gst_mm.utils.config import short_run as iters_run
+    name = osp.splitext(osp.basename(src.split('::')[-1]))[0]
+    tag = f'gstify_{kind}_{name}_seed{seed}'
+    out_file = osp.join(work_dir, 'runs', tag + '.json')
+    if reuse and osp.exists(out_file):
+        with open(out_file) as f:
+            return json.load(f)
+    path = src
+    if kind == 'gst':
+        spec = importlib.util.spec_from_file_location(
+            '_gstify', osp.join(ROOT, 'tools', 'gstify_config.py'))
+        tool = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(tool)
+        path = osp.join(work_dir, f'{name}_gst.py')
+        with open(path, 'w') as f:
+            f.write(tool.gstify(src, path))
+    elif '::' in src:
+        path = osp.join(work_dir, f'{name}_mse.py')
+        with open(path, 'w') as f:
+            f.write(f'_base_ = [{src!r}]\n')
+    cfg = load_run_config(path, {'data_root': MPII_SAMPLE.rstrip('/') + '/'})
+    cfg.model.backbone.init_cfg = None
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].batch_size = 5
+        cfg[loader].num_workers = 0
+        cfg[loader].persistent_workers = False
+    if kind == 'gst':  # the sample's cache in this work dir, not beside the shared data
+        cache = osp.join(work_dir, f'gst_cache_{name}')
+        for step in cfg.train_dataloader.dataset.pipeline:
+            if str(step['type']).endswith('LoadPoseTransportKernel'):
+                step['cache_dir'] = cache
+        for hook in cfg.custom_hooks:
+            if str(hook['type']).endswith('GSTPrecomputeHook'):
+                hook['cache_dir'] = cache
+    iters_run(cfg, iters)
+    cfg.default_hooks.logger.interval = 50
+    cfg.work_dir = osp.join(work_dir, tag)
+    cfg.randomness = dict(seed=seed)
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=iters)
+    cfg.custom_hooks = list(cfg.custom_hooks) + [dict(type='gst_mm._BenchRecorder')]
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    rec = recorder_of(runner)
+    m = runner.test()
+    out = dict(src=src, kind=kind, seed=seed, iters=iters, PCKh=float(m['PCK']) / 100,
+               PCKh01=float(m['PCK@0.1']) / 100, step_s=median_step(rec.steps),
+               init_hash=rec.init_hash, data_hash=rec.data_hash)
+    os.makedirs(osp.dirname(out_file), exist_ok=True)
+    with open(out_file, 'w') as f:
+        json.dump(out, f)
+    print(f'[bench] {json.dumps(out)}', file=sys.stderr, flush=True)
+    return out
+
+
 # ---------------------------------------------------------------------- main
 def main(argv=None) -> Dict:
     import time
     args = parse_args(argv)
     init_worker(1)
+    if args.gstify:
+        return gstify_main(args)
     from gst_mm.datasets.synthetic_pose import SyntheticPoseConfig, write_dataset
     os.makedirs(args.work_dir, exist_ok=True)
     data_root = osp.join(args.work_dir, 'data') + '/'
@@ -462,10 +542,9 @@ def main(argv=None) -> Dict:
                                                      num_val=args.num_val))
     mpii_root = MPII_SAMPLE.rstrip('/') + '/'
     use_mpii = not args.skip_mpii and osp.isdir(MPII_SAMPLE)
-    mpii_arms = [a for a in (args.mpii_arms if args.mpii_arms is not None else args.arms)
-                 if parse_spec(a)['base'] != 'ot'] if use_mpii else []
+    mpii_arms = [a for a in args.mpii_arms if parse_spec(a)['base'] != 'ot'] if use_mpii else []
     # fill each plan's cache once before parallel runs share it
-    for plan in sorted({parse_spec(a).get('plan', 'hard') for a in args.arms
+    for plan in sorted({parse_spec(a).get('plan', 'hard') for a in args.arms + mpii_arms
                         if parse_spec(a)['base'] == 'gst'}):
         arm = 'gst:plan=soft' if plan == 'soft' else 'gst:'
         run_one(arm, 0, 1, 'synthetic', data_root, args.work_dir, 'fit')
@@ -482,7 +561,7 @@ def main(argv=None) -> Dict:
                 and r['data'] == 'synthetic'}
         jobs = [(a, s, args.continue_iters, 'synthetic', data_root, args.work_dir,
                  'continue', ckpt[s], args.reuse) for s in args.seeds
-                for a in args.arms if parse_spec(a)['base'] != 'ot']
+                for a in args.continue_arms if parse_spec(a)['base'] != 'ot']
         runs += run_pool(run_one, jobs, args.jobs)
     wall = time.perf_counter() - t0
     timing = [] if args.skip_timing else [
@@ -501,6 +580,49 @@ def main(argv=None) -> Dict:
     if not args.no_doc:
         append_section(f"pose learning: MSE vs GST variants vs heatmap OT, {record['date']}",
                        doc_lines(record))
+    return record
+
+
+def gstify_main(args) -> Dict:
+    """``--gstify``: each source recipe against its gstified version, paired seeds."""
+    import time
+    os.makedirs(args.work_dir, exist_ok=True)
+    t0 = time.perf_counter()
+    jobs = [(src, kind, s, args.mpii_iters, args.work_dir, args.reuse)
+            for src in args.gstify for s in args.mpii_seeds for kind in ('mse', 'gst')]
+    runs = run_pool(gstify_run, jobs, args.jobs)
+    record = dict(benchmark='pose_gstify', date=utc_now(), machine=machine(), load=load_line(),
+                  iters=args.mpii_iters, seeds=args.mpii_seeds, runs=runs,
+                  wall_s=time.perf_counter() - t0)
+    print(json.dumps(record))
+    with open(osp.join(args.work_dir, 'gstify.json'), 'w') as f:
+        json.dump(record, f, indent=1)
+    if not args.no_doc:
+        lines = [f"`python tools/benchmark/pose.py --gstify ...` on {record['machine']}, "
+                 f"{record['load']}; random init, the 5 MPII sample images for training and "
+                 f"testing (stand-in head boxes), {args.mpii_iters} steps of batch 5 "
+                 f"(`tools/train.py --iters` schedule), seeds {args.mpii_seeds}; "
+                 f"{args.jobs} runs in parallel, 1 thread each. Wall time "
+                 f"{record['wall_s'] / 60:.0f} min. " + args.note, '',
+                 '| source config | MSE PCKh@0.5 | GST PCKh@0.5 | MSE PCKh@0.1 | GST PCKh@0.1 '
+                 '| step GST / MSE |', '|---|---|---|---|---|---|']
+        for src in args.gstify:
+            rs = {k: [r for r in runs if r['src'] == src and r['kind'] == k]
+                  for k in ('mse', 'gst')}
+
+            def mean(k, key):
+                return 100 * statistics.mean(r[key] for r in rs[k])
+
+            def per(k, key):
+                return ', '.join(f'{100 * r[key]:.1f}' for r in rs[k])
+            ratio = (statistics.mean(r['step_s'] for r in rs['gst'])
+                     / statistics.mean(r['step_s'] for r in rs['mse']))
+            lines.append(f'| `{src}` | {mean("mse", "PCKh"):.1f} [{per("mse", "PCKh")}] | '
+                         f'{mean("gst", "PCKh"):.1f} [{per("gst", "PCKh")}] | '
+                         f'{mean("mse", "PCKh01"):.1f} [{per("mse", "PCKh01")}] | '
+                         f'{mean("gst", "PCKh01"):.1f} [{per("gst", "PCKh01")}] | {ratio:.2f} |')
+        append_section(f"gstify check: MMPose recipes vs their GST versions, {record['date']}",
+                       lines)
     return record
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
 from gst_mm.transport.joint_plan import DISCREPANCIES
-from gst_mm.transport.kernel import COST_KINDS
+from gst_mm.transport.point_plans import COST_KINDS
 
 from .density_maps import DECODE_MODES, NONNEG_MODES
 
@@ -26,6 +26,9 @@ class PoseRecipe:
         beta: inverse temperature of the density, ``softmax(beta * raw)``.
         discrepancy: ``'l1'`` (the paper) or ``'log'`` (:mod:`gst_mm.transport.joint_plan`).
         cost_weight: weight of the plan's transport cost (0: the paper drops it).
+        entropy_weight: weight of the plan's entropy (entropic regularisation; 0: none).
+            With ``cost_weight`` the density settles as a Gaussian of variance
+            ``entropy_weight / (2 cost_weight)`` cells^2 around the joint.
         cost: per-cell cost of the transform, ``'sqdist'`` | ``'mahalanobis'``;
             ``None`` when ``cost_weight`` is 0 (no cost maps are made).
         decode_mode: the head's decoder (``'codec'`` is MMPose's).
@@ -35,10 +38,11 @@ class PoseRecipe:
         mse_warmup_iters: steps trained on MSE alone before GST (0: none).
         fit_iterations: Gaussian fit iterations per image (method.md 5).
     """
-    beta: float = 8.0
+    beta: float = 1.0
     discrepancy: str = 'log'
-    cost_weight: float = 0.0
-    cost: Optional[str] = None
+    cost_weight: float = 0.2
+    entropy_weight: float = 0.4
+    cost: Optional[str] = 'sqdist'
     decode_mode: str = 'codec'
     decode_radius: int = 1
     nonneg: str = 'softmax'
@@ -55,6 +59,8 @@ class PoseRecipe:
                    f'cost must be one of {COST_KINDS} or None, got {self.cost!r}'),
                   (self.cost_weight == 0 or self.cost is not None,
                    f'cost_weight {self.cost_weight} needs a cost kind {COST_KINDS}'),
+                  (self.entropy_weight >= 0,
+                   f'entropy_weight must be >= 0, got {self.entropy_weight}'),
                   (self.decode_mode in DECODE_MODES,
                    f'decode_mode must be one of {DECODE_MODES}, got {self.decode_mode!r}'),
                   (self.decode_radius >= 0, 'decode_radius must be >= 0'),
@@ -77,7 +83,8 @@ class PoseRecipe:
         ``mse_loss``: the source head's own loss config (MMPose's MSE), kept as the
         warm-up / mix term."""
         loss = dict(_delete_=True, type='gst_mm.JointTransportLoss',
-                    discrepancy=self.discrepancy, cost_weight=float(self.cost_weight))
+                    discrepancy=self.discrepancy, cost_weight=float(self.cost_weight),
+                    entropy_weight=float(self.entropy_weight))
         out = dict(type='gst_mm.GSTHeatmapHead', loss=loss, beta=float(self.beta),
                    nonneg=self.nonneg, decode_mode=self.decode_mode)
         if self.decode_mode == 'centroid':
@@ -96,6 +103,6 @@ class PoseRecipe:
 #: the shipped recipes (docs/pose.md has the measurements behind 'default')
 PRESETS: Dict[str, PoseRecipe] = {
     'default': PoseRecipe(),
-    'paper': PoseRecipe(beta=1.0, discrepancy='l1', cost_weight=0.0, cost=None,
-                        decode_mode='codec'),
+    'paper': PoseRecipe(beta=1.0, discrepancy='l1', cost_weight=0.0, entropy_weight=0.0,
+                        cost=None, decode_mode='codec'),
 }
