@@ -102,7 +102,7 @@ def plain_path_samples(img_dir: str, ann_dir: str) -> List[GaussianSample]:
     return samples
 
 
-def run_config(args) -> int:
+def run_config(args, holder: Optional[dict] = None) -> int:
     from gst_mm.engine import check_dataset, hook_cfg_of, precompute_dataset, resolve_cache
     from gst_mm.registry import DATASETS
     from gst_mm.utils import register_all_modules
@@ -111,6 +111,8 @@ def run_config(args) -> int:
     register_all_modules()
     # --cfg-options data_root=... moves every path under the old data_root (load_run_config)
     cfg = load_run_config(args.config, args.cfg_options)
+    if holder is not None:
+        holder['cfg'] = cfg
     hook = hook_cfg_of(cfg)
     # default: each data set's <data_root>/gst_cache (where the hook and the transform look)
     hook['cache_dir'] = args.cache_dir or hook.get('cache_dir') or cfg.get('gaussian_cache_dir')
@@ -159,11 +161,15 @@ def main(argv=None) -> int:
     failed; with ``--check``: some entry not valid), 2 (a setup error: missing config
     or files, an invalid annotation file, images outside the cache's data_root, an
     unknown fit setting; one line on stderr)."""
+    from gst_mm.utils.config import user_error_line
     args = parse_args(argv)
+    holder: dict = {}
     try:
-        return run_config(args) if args.config else run_plain(args)
+        return run_config(args, holder) if args.config else run_plain(args)
     except (ValueError, TypeError, FileNotFoundError, KeyError) as err:
-        print(f'precompute.py: error: {err}', file=sys.stderr)
+        # a bad annotation value is traced to its file, sample and field
+        line = user_error_line(err, holder.get('cfg')) or str(err)
+        print(f'precompute.py: error: {line}', file=sys.stderr)
         return 2
 
 

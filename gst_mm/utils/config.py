@@ -287,7 +287,10 @@ def user_error_line(err: BaseException, cfg: Optional[Config] = None) -> Optiona
     annotation, a stale or misplaced cache), or ``None`` for anything else (a bug:
     keep the traceback). DataLoader workers wrap their exceptions in a multi-line
     message; its last line is the original one."""
+    from gst_mm.engine.hooks.precompute_hook import GSTPrecomputeError
     from gst_mm.splatting import CacheKeyError, GaussianCacheError, ImageReadError
+    if isinstance(err, GSTPrecomputeError):  # a list of images: one line, '; '-joined
+        return '; '.join(ln.strip() for ln in str(err).splitlines() if ln.strip())
     if isinstance(err, (ConfigOptionError, CacheKeyError, GaussianCacheError, ImageReadError,
                         FileNotFoundError)):
         lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]

@@ -14,6 +14,11 @@ from gst_mm.splatting.fit import fit_settings
 from ..precompute import implied_fit_cfg, precompute_dataset, resolve_cache
 
 
+class GSTPrecomputeError(RuntimeError):
+    """Images of the run could not be fitted (missing, unreadable, ...): the message
+    lists them; the tools print it as one line (``gst_mm.utils.config.run_tool``)."""
+
+
 @HOOKS.register_module()
 class GSTPrecomputeHook(Hook):
     """Before a run, fit and cache the Gaussians of samples with no valid cache.
@@ -118,10 +123,10 @@ class GSTPrecomputeHook(Hook):
             caches = list(dict.fromkeys(c for out in outcomes for c in out[1]))
             errors = [out[2] for out in outcomes if out[2]]
             if errors:
-                raise RuntimeError('GSTPrecomputeHook failed on '
+                raise GSTPrecomputeError('GSTPrecomputeHook failed on '
                                    f'{len(errors)} of {world_size} ranks: ' + '; '.join(errors))
         if failed and not self.allow_failures:
             lines = '\n'.join(f'  {key}: {reason}' for key, reason in failed)
-            raise RuntimeError(
+            raise GSTPrecomputeError(
                 f'GSTPrecomputeHook: {len(failed)} image(s) could not be fitted '
                 f'(every other image is cached in {", ".join(caches)}):\n{lines}')

@@ -6,8 +6,10 @@ discrepancy between the plan's transported masses and their targets, plus the pl
 optional transport cost (:mod:`gst_mm.transport.joint_plan`).
 
 :class:`HeatmapOTLoss` is the optimal-transport baseline of the pose benchmark
-(distribution matching between predicted and target heatmaps by entropic OT,
-as in HDM-HPE, Qu et al. 2022). It has the signature of MMPose's
+("heatmap OT": entropic OT between the predicted density and MMPose's *Gaussian*
+target heatmap). HDM-HPE (Qu et al. 2022) matches the annotation itself (a sub-pixel
+dot target); this baseline is the distribution-matching idea on MMPose's own targets,
+not a reproduction of HDM-HPE. It has the signature of MMPose's
 ``KeypointMSELoss``, so a head builds it from ``loss=dict(type='gst_mm.HeatmapOTLoss')``;
 use :class:`gst_mm.models.heads.DensityHeatmapHead` (``nonneg='softmax'``), which
 decodes the softmax this loss trains (MMPose's ``HeatmapHead`` decodes the raw
@@ -119,7 +121,8 @@ class JointTransportLoss(nn.Module):
 
 @MODELS.register_module()
 class HeatmapOTLoss(nn.Module):
-    """Entropic OT between each predicted heatmap and its target heatmap.
+    """Entropic OT between each predicted heatmap and its Gaussian target heatmap
+    ("heatmap OT"; HDM-HPE's dot target is not what this matches, see the module doc).
 
     The prediction becomes a distribution over heatmap cells by a spatial
     softmax of the raw output; the target (MMPose's Gaussian heatmap) is
