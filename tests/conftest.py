@@ -35,14 +35,16 @@ def mpii_sample_dir() -> str:
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
+def _torch_threads():
+    """Each test runs with ``OMP_NUM_THREADS`` torch threads (default 1): the suite is
+    run at 1 and at 2 threads, and results must not depend on it."""
     try:
         import torch
     except ImportError:  # pragma: no cover
         yield
         return
     n = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(max(1, int(os.environ.get('OMP_NUM_THREADS', '1') or 1)))
     yield
     torch.set_num_threads(n)
 
