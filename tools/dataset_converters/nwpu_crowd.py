@@ -5,11 +5,9 @@ Usage: python tools/dataset_converters/nwpu_crowd.py data/raw/NWPU-Crowd data/nw
 Source: images/XXXX.jpg + jsons/XXXX.json (points, optional boxes) and
 train.txt / val.txt / test.txt; test annotations are not public (empty lists).
 """
-import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # _converter_cli adds the repo root
-from _converter_cli import make_main  # noqa: E402
+from gst_mm.datasets.converters.cli import make_main
 
 main = make_main('nwpu_crowd', __doc__, has_val_split=True)
 

@@ -1,10 +1,9 @@
-"""Command line shared by the data set converters in this folder.
+"""The command line shared by the data set converters of ``tools/dataset_converters/``.
 
-Not a script: ``shanghaitech.py``, ``ucf_qnrf.py``, ``jhu_crowd.py`` and
-``nwpu_crowd.py`` each get their ``main(argv)`` from :func:`make_main`, with their
-own usage docstring as the ``--help`` description and the common behaviour
-(:data:`CONVERTER_EPILOG`) as its epilog. The library is
-:mod:`gst_mm.datasets.converters`.
+``shanghaitech.py``, ``ucf_qnrf.py``, ``jhu_crowd.py`` and ``nwpu_crowd.py`` each get
+their ``main(argv)`` from :func:`make_main`, with their own usage docstring as the
+``--help`` description and the common behaviour (:data:`CONVERTER_EPILOG`) as its
+epilog; the conversion itself is :func:`gst_mm.datasets.converters.convert_dataset`.
 """
 from __future__ import annotations
 
@@ -13,12 +12,8 @@ import os.path as osp
 import sys
 from typing import Callable, Optional, Sequence
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from gst_mm.datasets.converters import ConvertOptions, convert_dataset  # noqa: E402
-from gst_mm.datasets.layout import LayoutError  # noqa: E402
+from gst_mm.datasets.converters import ConvertOptions, convert_dataset
+from gst_mm.datasets.layout import LayoutError
 
 CONVERTER_EPILOG = """\
 Points are cleaned (clipped onto the image within --tolerance px, dropped further out,
