@@ -76,7 +76,8 @@ def parse_args(argv=None):
                    default=['gst', 'gst-heuristic', 'gst-gt', 'l2', 'dmcount'])
     p.add_argument('--cost-arms', nargs='*', default=['gst-cost0.05', 'gst-cost0.2'],
                    help='transport-cost arms (perspective variant only)')
-    p.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument('--variants', nargs='+', default=['perspective', 'sizes'],
+                   choices=list(VARIANTS), help='data variants (jitter: the soft-plan case)')
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2, 3, 4])
     p.add_argument('--protocol', default='ema', choices=list(PROTOCOLS))
     p.add_argument('--iters', type=int, default=None, help="steps (default: the protocol's)")
@@ -101,7 +102,7 @@ def arm_spec(arm: str) -> tuple:
         return ARMS[arm]
     if arm.startswith(COST_PREFIX):
         lam = float(arm[len(COST_PREFIX):])
-        return ('gst_vgg19_synthetic.py', {'model.count_loss.cost_weight': lam, '_cost': True})
+        return ('gst_vgg19_synthetic.py', {'model.loss.cost_weight': lam, '_cost': True})
     raise SystemExit(f'counting.py: error: unknown arm {arm!r} (names: {sorted(ARMS)} or '
                      f'{COST_PREFIX}<lambda>)')
 
@@ -165,7 +166,7 @@ def _configure(cfg, arm: str, variant_root: str, protocol: Dict, iters: int, see
     cfg.train_dataloader.num_workers = 0
     cfg.train_dataloader.persistent_workers = False
     cfg.optim_wrapper.optimizer.lr = protocol['lr']
-    warm = int(protocol['warmup'])
+    warm = min(int(protocol['warmup']), iters // 4)
     schedule = ([dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=warm)]
                 if warm else [])
     schedule.append(dict(type='CosineAnnealingLR', T_max=iters - warm, eta_min=1e-5,
