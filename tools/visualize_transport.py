@@ -86,19 +86,15 @@ def transport_figure(results: Dict, height: int = 360) -> np.ndarray:
 
 
 def pose_main(args) -> int:
-    """A pose config: its per-joint plans, drawn by tools/visualize_pose_kernels.py."""
-    import importlib.util
-
+    """A pose config: its per-joint plans, drawn as tools/visualize_pose_kernels.py does."""
     if args.name is not None or args.source is not None:
         print('visualize_transport.py: error: --name and --source are crowd options; pose '
               'configs take --index (tools/visualize_pose_kernels.py)', file=sys.stderr)
         return 2
-    path = osp.join(osp.dirname(osp.abspath(__file__)), 'visualize_pose_kernels.py')
-    spec = importlib.util.spec_from_file_location('visualize_pose_kernels', path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool.run(args.config, args.cfg_options, args.split, args.index, args.augment,
-                    fit=True, out=args.out)
+    from gst_mm.visualization.pose_kernels import draw_pose_kernels
+    return draw_pose_kernels(args.config, args.cfg_options, args.split, args.index,
+                             args.augment, fit=True, out=args.out,
+                             prog='visualize_transport.py')
 
 
 def main(argv=None):

@@ -84,7 +84,7 @@ def test_moving_only_the_data_set_is_an_error_naming_the_mismatch(mpii_layout, t
                                                                   capsys):
     from gst_mm.engine import precompute_dataset
     from gst_mm.splatting import CacheKeyError
-    from gst_mm.utils.config import load_run_config
+    from gst_mm.utils.config import build_split_dataset, load_run_config
     monkeypatch.chdir(tmp_path)
     moved = [f'train_dataloader.dataset.data_root={mpii_layout}']
     rc = load_tool('precompute').main([GST_W32, '--iterations', '2', '--no-progress',
@@ -96,7 +96,7 @@ def test_moving_only_the_data_set_is_an_error_naming_the_mismatch(mpii_layout, t
     assert os.listdir(tmp_path) == []  # nothing fitted, nothing written
     # the hook's path (precompute_dataset) raises the same error before fitting
     cfg = load_run_config(GST_W32, {'train_dataloader.dataset.data_root': mpii_layout})
-    dataset = load_tool('visualize_pose_kernels').build_dataset(cfg, 'train')
+    dataset = build_split_dataset(cfg, 'train')
     with pytest.raises(CacheKeyError, match='outside'):
         precompute_dataset(dataset, cfg.gaussian_cache_dir, data_root=cfg.gaussian_data_root,
                            fit_cfg=dict(iterations=2), progress=False)
@@ -228,7 +228,7 @@ def test_gstify_nonneg_follows_the_head(registered, load_tool):
     modes, default = gstify.nonneg_choices()
     assert modes == tuple(NONNEG_MODES)
     assert default == inspect.signature(GSTHeatmapHead.__init__).parameters['nonneg'].default
-    assert gstify.parse_args(['a.py', 'b.py']).nonneg == default
+    assert gstify.parse_args(['a.py', 'b.py']).recipe.nonneg == default
 
 
 # ----------------------------------------------------------------- viewers
@@ -251,8 +251,8 @@ def test_visualize_transport_hands_pose_configs_to_the_kernel_viewer(mpii_layout
     cfg_opts = ['--cfg-options', f'data_root={mpii_layout}', 'custom_hooks.1.fit_cfg.iterations=2']
     assert tool.main([GST_W32, '--index', '0', '--out', out, *cfg_opts]) == 0
     assert osp.isfile(out) and 'joints with a kernel' in capsys.readouterr().out
-    assert tool.main([GST_W32, '--plan', 'gt', *cfg_opts]) == 2
-    assert '--plan are crowd options' in capsys.readouterr().err
+    assert tool.main([GST_W32, '--source', 'gt', *cfg_opts]) == 2
+    assert '--source are crowd options' in capsys.readouterr().err
 
 
 def test_visualize_gaussians_reads_a_pose_cache(mpii_layout, tmp_path, load_tool, capsys):
