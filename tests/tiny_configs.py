@@ -4,7 +4,7 @@ synthetic crowd set of the `tiny_crowd` fixture (tests/conftest.py). Imported by
 import copy
 import os.path as osp
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG_DIR = osp.join(REPO_ROOT, 'configs', 'counting')
 TINY_FIT = dict(iterations=20)
 

@@ -84,13 +84,16 @@ def test_collapse_guard_fires_on_a_dead_relu_model(tiny_landmarks, tmp_path):
     run still "trains" with a constant loss, and the guard names every channel."""
     runner, rows = _train(tiny_landmarks, str(tmp_path / 'relu'), iters=15, nonneg='relu',
                           mse_warmup_iters=0,
+                          loss=dict(type='gst_mm.JointTransportLoss', discrepancy='l1',
+                                    cost_weight=0.0, entropy_weight=0.0),
                           collapse_window=10, init_cfg=dict(type='Constant', layer='Conv2d',
                                                             val=0, bias=-1.0,
                                                             override=dict(name='final_layer')))
     mass = np.array([r['joint_mass'] for r in rows])
     loss = np.array([r['loss_transport'] for r in rows])
     assert mass.max() == 0.0
-    assert (loss > 0.9).all() and (loss <= 1.0).all()  # the visible fraction of the batch
+    # the paper's L1 loss of an empty plan: the visible fraction of the batch
+    assert (loss > 0.9).all() and (loss <= 1.0).all()
     # zero gradient: the head's last layer never moved
     final = runner.model.head.final_layer
     assert torch.all(final.weight == 0) and torch.all(final.bias == -1.0)

@@ -9,6 +9,8 @@
 * :func:`short_run` — a config turned into a short iteration-based run (its seed,
   schedule, no checkpoints unless asked, the recorder, test once at the end).
 * :func:`run_pool` — jobs in parallel processes (1 thread each) or in this process.
+* :func:`stored_run`, :func:`store_run` — one run's result file (``<work>/runs/<tag>.json``):
+  read back with ``--reuse``, written atomically when the run ends.
 * :func:`machine`, :func:`load_line`, :func:`append_section` — the header facts of a
   docs/benchmarks.md section and the writer.
 """
@@ -25,6 +27,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DOC = osp.join(ROOT, 'docs', 'benchmarks.md')
+#: the 5 real MPII images of the shared data (read-only)
+MPII_SAMPLE = osp.join(osp.dirname(ROOT), 'shared', 'data', 'mpii_sample')
 #: steps left out of the step-time median (first iterations, data-loader start)
 WARMUP_STEPS = 5
 
@@ -136,6 +140,35 @@ def median_step(values: Sequence[float]) -> float:
     import statistics
     kept = list(values)[WARMUP_STEPS:] or list(values)
     return float(statistics.median(kept)) if kept else float('nan')
+
+
+def run_file(work_dir: str, tag: str) -> str:
+    """Where the run ``tag`` of a benchmark in ``work_dir`` keeps its result."""
+    return osp.join(work_dir, 'runs', tag + '.json')
+
+
+def stored_run(work_dir: str, tag: str, reuse: bool) -> Optional[Dict]:
+    """The stored result of run ``tag`` when ``reuse`` and it exists, else ``None``."""
+    import json
+    path = run_file(work_dir, tag)
+    if not (reuse and osp.exists(path)):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def store_run(work_dir: str, tag: str, out: Dict, summary: Optional[str] = None) -> Dict:
+    """Write run ``tag``'s result atomically and print ``[bench] <summary or JSON>`` to
+    stderr (the progress line of a long benchmark); returns ``out``."""
+    import json
+    import sys
+    path = run_file(work_dir, tag)
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    with open(path + '.tmp', 'w') as f:
+        json.dump(out, f)
+    os.replace(path + '.tmp', path)
+    print(f'[bench] {summary or json.dumps(out)}', file=sys.stderr, flush=True)
+    return out
 
 
 def run_pool(func: Callable, jobs: Sequence[tuple], n_proc: int, threads: int = 1) -> List:

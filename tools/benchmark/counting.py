@@ -37,7 +37,6 @@ import json
 import os
 import os.path as osp
 import statistics
-import sys
 import time
 from typing import Dict, List
 
@@ -185,10 +184,9 @@ def run_one(arm: str, variant: str, seed: int, protocol_name: str, iters: int,
     from mmengine.runner import Runner
 
     tag = f'{variant}_{protocol_name}_{arm}_seed{seed}'
-    out_file = osp.join(work_root, 'runs', tag + '.json')
-    if reuse and osp.exists(out_file):
-        with open(out_file) as f:
-            return json.load(f)
+    stored = common.stored_run(work_root, tag, reuse)
+    if stored is not None:
+        return stored
     _register_recorder_metric()
     cfg = Config.fromfile(osp.join(CFG_DIR, arm_spec(arm)[0]))
     cfg = _configure(cfg, arm, osp.join(work_root, f'data_{variant}') + '/',
@@ -211,12 +209,8 @@ def run_one(arm: str, variant: str, seed: int, protocol_name: str, iters: int,
                init_hash=rec.init_hash, data_hash=rec.data_hash,
                loss_first50=statistics.mean(r['loss'] for r in rec.rows[:50]),
                loss_last50=statistics.mean(r['loss'] for r in rec.rows[-50:]))
-    os.makedirs(osp.dirname(out_file), exist_ok=True)
-    with open(out_file, 'w') as f:
-        json.dump(out, f)
-    print(f"[bench] {tag}: MAE {out['MAE']:.2f} F1 {out['F1']:.3f} inside "
-          f"{out['inside']:.3f} ({train_s:.0f} s)", file=sys.stderr, flush=True)
-    return out
+    return common.store_run(work_root, tag, out, f"{tag}: MAE {out['MAE']:.2f} F1 "
+                            f"{out['F1']:.3f} inside {out['inside']:.3f} ({train_s:.0f} s)")
 
 
 # ---------------------------------------------------------------------- statistics

@@ -37,11 +37,11 @@ import json
 import os
 import os.path as osp
 import statistics
-import sys
-from typing import Dict, List
+from typing import Dict
 
 import numpy as np
 from _common import (
+    MPII_SAMPLE,
     ROOT,
     append_section,
     init_worker,
@@ -51,8 +51,11 @@ from _common import (
     recorder_of,
     run_pool,
     short_run,
+    store_run,
+    stored_run,
     utc_now,
 )
+from pose_report import DECODERS, HIST_EDGES, best_decoder, doc_lines, pairing
 
 CONFIGS = dict(mse='td-hm_res18-half_1xb32-1000it_synthetic-64x64.py',
                gst='gst_res18-half_1xb32-1000it_synthetic-64x64.py',
@@ -81,10 +84,6 @@ MPII_ARMS = ['mse', 'gst-paper', 'gst-beta-log', 'gst', 'gst-nowarm', 'gst-sigma
 CONTINUATION_ARMS = ['mse', 'gst-paper', 'gst-beta-log', 'gst']
 SPEC_KEYS = dict(beta=float, cost=float, kind=str, disc=str, warmup=int, plan=str,
                  nonneg=str, ent=float)
-DECODERS = {'codec': ('codec', 1), 'dark': ('dark', 1), 'centroid1': ('centroid', 1),
-            'centroid2': ('centroid', 2)}
-MPII_SAMPLE = osp.join(osp.dirname(ROOT), 'shared', 'data', 'mpii_sample')
-HIST_EDGES = [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, float('inf')]
 
 
 def parse_spec(arm: str) -> Dict:
@@ -259,10 +258,9 @@ def run_one(arm: str, seed: int, iters: int, data: str, data_root: str, work_dir
     'fit' = only fill the cache) and evaluate it with every decoder."""
     from mmengine.runner import Runner
     tag = f'{data}_{mode}_{_tag(arm)}_seed{seed}'
-    out_file = osp.join(work_dir, 'runs', tag + '.json')
-    if reuse and osp.exists(out_file):
-        with open(out_file) as f:
-            return json.load(f)
+    stored = stored_run(work_dir, tag, reuse)
+    if stored is not None:
+        return stored
     _register_error_metric()
     cfg = arm_config(arm, data, data_root, work_dir)
     schedule = _schedule(iters)
@@ -308,223 +306,7 @@ def run_one(arm: str, seed: int, iters: int, data: str, data_root: str, work_dir
         out['metrics'][name] = res
     if mode == 'train':
         out['checkpoint'] = osp.join(work_dir, tag, f'iter_{iters}.pth')
-    os.makedirs(osp.dirname(out_file), exist_ok=True)
-    with open(out_file, 'w') as f:
-        json.dump(out, f)
-    print(f'[bench] {json.dumps(out)}', file=sys.stderr, flush=True)
-    return out
-
-
-# ---------------------------------------------------------------------- summary
-def _paired(runs: List[Dict], data: str, key: str, decoder: str, ref: str = 'mse'):
-    """``arm -> (mean, per seed, paired differences to ref)`` of ``key``."""
-    out = {}
-    by = {(r['arm'], r['seed']): r for r in runs if r['data'] == data and r['mode'] == 'train'}
-    for arm in dict.fromkeys(r['arm'] for r in runs if r['data'] == data):
-        seeds = sorted(s for a, s in by if a == arm)
-        dec = decoder if decoder in by[(arm, seeds[0])]['metrics'] else 'codec'
-        vals = [by[(arm, s)]['metrics'][dec][key] for s in seeds]
-        diffs = [by[(arm, s)]['metrics'][dec][key] - by[(ref, s)]['metrics']['codec'][key]
-                 for s in seeds if (ref, s) in by]
-        out[arm] = dict(mean=statistics.mean(vals), runs=vals, diffs=diffs, decoder=dec)
-    return out
-
-
-def best_decoder(runs: List[Dict]) -> str:
-    """The decoder with the highest mean synthetic PCK@0.05 over the GST runs."""
-    scores = {}
-    for name in DECODERS:
-        vals = [r['metrics'][name]['PCK@0.05'] for r in runs
-                if r['data'] == 'synthetic' and r['mode'] == 'train' and name in r['metrics']]
-        if vals:
-            scores[name] = statistics.mean(vals)
-    return max(scores, key=scores.get) if scores else 'codec'
-
-
-def _pct(v: float) -> str:
-    return f'{100 * v:.1f}'
-
-
-def doc_lines(record: Dict) -> List[str]:
-    runs = record['runs']
-    lines = [f"`python tools/benchmark/pose.py` on {record['machine']}, {record['load']} at "
-             f"start; {record['jobs']} runs in parallel, 1 torch thread each; random-init "
-             f"half-width ResNet-18; synthetic set {record['num_train']} train / "
-             f"{record['num_val']} held-out images, {record['iters']} steps of batch 32; "
-             f"seeds {record['seeds']} (paired: {record['pairing']}). Wall time "
-             f"{record['wall_s'] / 60:.0f} min. " + record.get('note', ''), '']
-    specs = {a: ARMS.get(a, a) for a in dict.fromkeys(r['arm'] for r in runs)}
-    lines += ['Arms: ' + '; '.join(f'`{a}` = `{s}`' for a, s in specs.items()) + '.', '']
-    # decoders
-    synth = [r for r in runs if r['data'] == 'synthetic' and r['mode'] == 'train']
-    if synth:
-        lines += ['Held-out PCK@0.05 by decoder (mean over seeds, %):', '',
-                  '| arm | ' + ' | '.join(DECODERS) + ' |',
-                  '|---|' + '---|' * len(DECODERS)]
-        for arm in specs:
-            cells = []
-            for name in DECODERS:
-                vals = [r['metrics'][name]['PCK@0.05'] for r in synth
-                        if r['arm'] == arm and name in r['metrics']]
-                cells.append(_pct(statistics.mean(vals)) if vals else '-')
-            lines.append(f'| {arm} | ' + ' | '.join(cells) + ' |')
-        dec = record['decoder']
-        lines += ['', f"Held-out PCK (%), decoder `{dec}` for density heads (MSE: MMPose's "
-                  'codec): mean [per seed] (paired difference to MSE per seed):', '',
-                  '| arm | PCK@0.2 | PCK@0.1 | PCK@0.05 | mean error (cells) |',
-                  '|---|---|---|---|---|']
-        for arm in specs:
-            row = [arm]
-            for key in ('PCK@0.2', 'PCK@0.1', 'PCK@0.05', 'mean_cells'):
-                s = _paired(runs, 'synthetic', key, dec).get(arm)
-                if s is None:
-                    row.append('-')
-                    continue
-                f = (lambda v: f'{v:.2f}') if key == 'mean_cells' else _pct
-                diff = '' if arm == 'mse' or not s['diffs'] else ' (' + ', '.join(
-                    ('+' if d >= 0 else '') + f(d) for d in s['diffs']) + ')'
-                row.append(f"{f(s['mean'])} [{', '.join(f(v) for v in s['runs'])}]{diff}")
-            lines.append('| ' + ' | '.join(row) + ' |')
-        edges = [f'{a:g}-{b:g}' if b != float('inf') else f'>{a:g}'
-                 for a, b in zip(HIST_EDGES[:-1], HIST_EDGES[1:])]
-        lines += ['', 'Radial error histogram (share of held-out joints per error bin in '
-                  'heatmap cells, seed mean, same decoder):', '',
-                  '| arm | ' + ' | '.join(edges) + ' |', '|---|' + '---|' * len(edges)]
-        for arm in specs:
-            hs = [r['metrics'].get(dec, r['metrics']['codec'])['hist'] for r in synth
-                  if r['arm'] == arm]
-            if hs:
-                mean = np.mean(np.asarray(hs), 0)
-                lines.append(f'| {arm} | ' + ' | '.join(f'{v:.2f}' for v in mean) + ' |')
-    mpii = [r for r in runs if r['data'] == 'mpii']
-    if mpii:
-        lines += ['', f"MPII overfit (5 sample images, {record['mpii_iters']} steps, trained "
-                  'and tested on themselves; stand-in head boxes): PCKh (%) mean [per '
-                  'seed], mean error in cells; same decoder:', '',
-                  '| arm | PCKh@0.5 | PCKh@0.1 | mean error (cells) |', '|---|---|---|---|']
-        for arm in dict.fromkeys(r['arm'] for r in mpii):
-            row = [arm]
-            for key in ('PCKh', 'PCKh01', 'mean_cells'):
-                s = _paired(runs, 'mpii', key, record['decoder']).get(arm)
-                f = (lambda v: f'{v:.2f}') if key == 'mean_cells' else _pct
-                row.append(f"{f(s['mean'])} [{', '.join(f(v) for v in s['runs'])}]")
-            lines.append('| ' + ' | '.join(row) + ' |')
-    cont = [r for r in runs if r['mode'] == 'continue']
-    if cont:
-        lines += ['', f"Continuation: each seed's MSE model, then {record['continue_iters']} "
-                  'steps of the arm at lr 1e-4 (no warm-up); held-out PCK@0.05 (%) before '
-                  '-> after, mean over seeds (per seed):', '',
-                  '| arm | before | after | change per seed |', '|---|---|---|---|']
-        before = {r['seed']: r['metrics']['codec']['PCK@0.05'] for r in synth
-                  if r['arm'] == 'mse'}
-        for arm in dict.fromkeys(r['arm'] for r in cont):
-            rs = [r for r in cont if r['arm'] == arm]
-            dec = record['decoder'] if record['decoder'] in rs[0]['metrics'] else 'codec'
-            after = [r['metrics'][dec]['PCK@0.05'] for r in rs]
-            b = [before[r['seed']] for r in rs]
-            lines.append(f'| {arm} | {_pct(statistics.mean(b))} | '
-                         f'{_pct(statistics.mean(after))} | ' + ', '.join(
-                             f'{100 * (x - y):+.1f}' for x, y in zip(after, b)) + ' |')
-    timing = record.get('timing') or []
-    if timing:
-        mse = next((t['step_s'] for t in timing if t['arm'] == 'mse'), None)
-        lines += ['', 'Step time, each arm alone, 1 thread (s; ratio to MSE): ' + '; '.join(
-            f"{t['arm']} {t['step_s']:.3f}" + (f" ({t['step_s'] / mse:.2f}x)" if mse else '')
-            for t in timing) + '.']
-    health = [r for r in runs if 'min_joint_mass' in r]
-    if health:
-        lines += ['', 'GST runs, raw per-step values (first / last 50 steps): ' + '; '.join(
-            f"{r['arm']} s{r['seed']} {r['data'][:5]}{' cont' if r['mode'] == 'continue' else ''}"
-            f": transport {r.get('loss_transport_first50', 0):.3f}/"
-            f"{r.get('loss_transport_last50', 0):.3f}"
-            + (f", cost {r['loss_cost_first50']:.3f}/{r['loss_cost_last50']:.3f}"
-               if 'loss_cost_last50' in r else '')
-            + f", mass on joint {r['mass_on_joint_first50']:.2f}/"
-            f"{r['mass_on_joint_last50']:.2f}, min mass {r['min_joint_mass']:.2f}, "
-            f"guard {len(r['collapse_warnings'])}" for r in health) + '.']
-    return lines
-
-
-def pairing(runs: List[Dict]) -> str:
-    """Whether every arm of a seed had the same initial weights and first batches."""
-    ok, checked = True, 0
-    for data in ('synthetic', 'mpii'):
-        for seed in {r['seed'] for r in runs if r['data'] == data}:
-            rs = [r for r in runs if r['data'] == data and r['seed'] == seed
-                  and r['mode'] == 'train']
-            if len(rs) > 1:
-                checked += 1
-                ok &= len({r['init_hash'] for r in rs}) == 1
-                ok &= len({r['data_hash'] for r in rs}) == 1
-    return (f"same initial weights and first 3 batches in all {checked} seed groups"
-            if ok else 'NOT paired: initial weights or data differ within a seed (see JSON)')
-
-
-# ---------------------------------------------------------------------- gstify check
-def gstify_run(src: str, kind: str, seed: int, iters: int, work_dir: str,
-               reuse: bool = False) -> Dict:
-    """Train ``src`` (``kind='mse'``, MMPose's own recipe) or its default gstified version
-    (``kind='gst'``, ``tools/gstify_config.py SRC OUT``) from random init on the 5 MPII
-    sample images for ``iters`` steps (``tools/train.py --iters``) and test on them:
-    PCKh@0.5, PCKh@0.1."""
-    import importlib.util
-
-    from mmengine.runner import Runner
-
-    from gst_mm.utils.config import load_run_config
-    from gst_mm.utils.config import short_run as iters_run
-    name = osp.splitext(osp.basename(src.split('::')[-1]))[0]
-    tag = f'gstify_{kind}_{name}_seed{seed}'
-    out_file = osp.join(work_dir, 'runs', tag + '.json')
-    if reuse and osp.exists(out_file):
-        with open(out_file) as f:
-            return json.load(f)
-    path = src
-    if kind == 'gst':
-        spec = importlib.util.spec_from_file_location(
-            '_gstify', osp.join(ROOT, 'tools', 'gstify_config.py'))
-        tool = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(tool)
-        path = osp.join(work_dir, f'{name}_gst.py')
-        with open(path, 'w') as f:
-            f.write(tool.gstify(src, path))
-    elif '::' in src:
-        path = osp.join(work_dir, f'{name}_mse.py')
-        with open(path, 'w') as f:
-            f.write(f'_base_ = [{src!r}]\n')
-    cfg = load_run_config(path, {'data_root': MPII_SAMPLE.rstrip('/') + '/'})
-    cfg.model.backbone.init_cfg = None
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[loader].batch_size = 5
-        cfg[loader].num_workers = 0
-        cfg[loader].persistent_workers = False
-    if kind == 'gst':  # the sample's cache in this work dir, not beside the shared data
-        cache = osp.join(work_dir, f'gst_cache_{name}')
-        for step in cfg.train_dataloader.dataset.pipeline:
-            if str(step['type']).endswith('LoadPoseTransportKernel'):
-                step['cache_dir'] = cache
-        for hook in cfg.custom_hooks:
-            if str(hook['type']).endswith('GSTPrecomputeHook'):
-                hook['cache_dir'] = cache
-    iters_run(cfg, iters)
-    cfg.default_hooks.logger.interval = 50
-    cfg.work_dir = osp.join(work_dir, tag)
-    cfg.randomness = dict(seed=seed)
-    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=iters)
-    cfg.custom_hooks = list(cfg.custom_hooks) + [dict(type='gst_mm._BenchRecorder')]
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    rec = recorder_of(runner)
-    m = runner.test()
-    out = dict(src=src, kind=kind, seed=seed, iters=iters, PCKh=float(m['PCK']) / 100,
-               PCKh01=float(m['PCK@0.1']) / 100, step_s=median_step(rec.steps),
-               init_hash=rec.init_hash, data_hash=rec.data_hash)
-    os.makedirs(osp.dirname(out_file), exist_ok=True)
-    with open(out_file, 'w') as f:
-        json.dump(out, f)
-    print(f'[bench] {json.dumps(out)}', file=sys.stderr, flush=True)
-    return out
+    return store_run(work_dir, tag, out)
 
 
 # ---------------------------------------------------------------------- main
@@ -533,6 +315,7 @@ def main(argv=None) -> Dict:
     args = parse_args(argv)
     init_worker(1)
     if args.gstify:
+        from pose_gstify import gstify_main
         return gstify_main(args)
     from gst_mm.datasets.synthetic_pose import SyntheticPoseConfig, write_dataset
     os.makedirs(args.work_dir, exist_ok=True)
@@ -579,50 +362,7 @@ def main(argv=None) -> Dict:
         json.dump(record, f, indent=1)
     if not args.no_doc:
         append_section(f"pose learning: MSE vs GST variants vs heatmap OT, {record['date']}",
-                       doc_lines(record))
-    return record
-
-
-def gstify_main(args) -> Dict:
-    """``--gstify``: each source recipe against its gstified version, paired seeds."""
-    import time
-    os.makedirs(args.work_dir, exist_ok=True)
-    t0 = time.perf_counter()
-    jobs = [(src, kind, s, args.mpii_iters, args.work_dir, args.reuse)
-            for src in args.gstify for s in args.mpii_seeds for kind in ('mse', 'gst')]
-    runs = run_pool(gstify_run, jobs, args.jobs)
-    record = dict(benchmark='pose_gstify', date=utc_now(), machine=machine(), load=load_line(),
-                  iters=args.mpii_iters, seeds=args.mpii_seeds, runs=runs,
-                  wall_s=time.perf_counter() - t0)
-    print(json.dumps(record))
-    with open(osp.join(args.work_dir, 'gstify.json'), 'w') as f:
-        json.dump(record, f, indent=1)
-    if not args.no_doc:
-        lines = [f"`python tools/benchmark/pose.py --gstify ...` on {record['machine']}, "
-                 f"{record['load']}; random init, the 5 MPII sample images for training and "
-                 f"testing (stand-in head boxes), {args.mpii_iters} steps of batch 5 "
-                 f"(`tools/train.py --iters` schedule), seeds {args.mpii_seeds}; "
-                 f"{args.jobs} runs in parallel, 1 thread each. Wall time "
-                 f"{record['wall_s'] / 60:.0f} min. " + args.note, '',
-                 '| source config | MSE PCKh@0.5 | GST PCKh@0.5 | MSE PCKh@0.1 | GST PCKh@0.1 '
-                 '| step GST / MSE |', '|---|---|---|---|---|---|']
-        for src in args.gstify:
-            rs = {k: [r for r in runs if r['src'] == src and r['kind'] == k]
-                  for k in ('mse', 'gst')}
-
-            def mean(k, key):
-                return 100 * statistics.mean(r[key] for r in rs[k])
-
-            def per(k, key):
-                return ', '.join(f'{100 * r[key]:.1f}' for r in rs[k])
-            ratio = (statistics.mean(r['step_s'] for r in rs['gst'])
-                     / statistics.mean(r['step_s'] for r in rs['mse']))
-            lines.append(f'| `{src}` | {mean("mse", "PCKh"):.1f} [{per("mse", "PCKh")}] | '
-                         f'{mean("gst", "PCKh"):.1f} [{per("gst", "PCKh")}] | '
-                         f'{mean("mse", "PCKh01"):.1f} [{per("mse", "PCKh01")}] | '
-                         f'{mean("gst", "PCKh01"):.1f} [{per("gst", "PCKh01")}] | {ratio:.2f} |')
-        append_section(f"gstify check: MMPose recipes vs their GST versions, {record['date']}",
-                       lines)
+                       doc_lines(record, ARMS))
     return record
 
 
