@@ -51,3 +51,35 @@ def tiny_counting_cfg(name, data_root, cache_dir, work_dir, iters=3, crop_size=4
     d['experiment_name'] = f'{osp.splitext(name)[0]}_{osp.basename(str(work_dir))}'
     d['randomness'] = dict(seed=0)
     return Config(d, filename=osp.join(CONFIG_DIR, name))
+
+
+def tiny_counter_files(tiny_crowd, tmp_path, name='l2_vgg19_synthetic.py', bias_shift=0.0):
+    """The tiny ``name`` counter dumped to ``tmp_path/tiny.py`` and a checkpoint of its
+    initial weights (``bias_shift`` added to the last layer's single bias, e.g. to make
+    the output positive): ``(cfg, cfg_file, ckpt, data_root)``."""
+    import torch
+    from mmengine.runner import Runner
+
+    from gst_mm.utils import register_all_modules
+    data_root, cache_dir = tiny_crowd
+    cfg = tiny_counting_cfg(name, data_root, cache_dir, tmp_path / 'work')
+    cfg_file = str(tmp_path / 'tiny.py')
+    cfg.dump(cfg_file)
+    register_all_modules()
+    state = Runner.from_cfg(cfg).model.state_dict()
+    for k in state:
+        if k.endswith('bias') and state[k].numel() == 1:
+            state[k] = state[k] + bias_shift
+    ckpt = str(tmp_path / 'init.pth')
+    torch.save(dict(state_dict=state, meta=dict()), ckpt)
+    return cfg, cfg_file, ckpt, data_root
+
+
+def tiny_landmarks_root(tmp_path_factory, num_train, num_val):
+    """A tiny synthetic landmark set (64 px images, 28-50 px figures) in a new temp
+    folder; returns its root (with a trailing slash)."""
+    from gst_mm.datasets.synthetic_pose import SyntheticPoseConfig, write_dataset
+    root = str(tmp_path_factory.mktemp('landmarks')) + '/'
+    write_dataset(root, SyntheticPoseConfig(num_train=num_train, num_val=num_val,
+                                            image_size=64, min_height=28, max_height=50))
+    return root

@@ -29,9 +29,10 @@ model = dict(
             discrepancy='log',
             cost_weight=0.2,
             entropy_weight=0.4),
-        beta=1.0,
+        beta=8.0,
         nonneg='softmax',
-        decode_mode='codec',
+        decode_mode='centroid',
+        decode_radius=2,
         mse_weight=0.0,
         mse_warmup_iters=0,
         mse_loss=dict(type='KeypointMSELoss', use_target_weight=True)))

@@ -16,12 +16,14 @@ gaussian_cache_dir = data_root + 'gst_cache'
 gaussian_data_root = data_root
 
 # the default GST recipe (gst_mm.models.heads.recipe.PRESETS['default'], docs/pose.md
-# "Which setting"): -log discrepancy, the plan's transport cost and entropy; random init:
-# 100 MSE warm-up steps, then pure GST (the synthetic protocol of tools/benchmark/pose.py)
+# "Which setting"): density softmax(8 * raw), -log discrepancy, the plan's transport cost
+# and entropy, mass-centroid decoding (r = 2 cells); random init: 100 MSE warm-up steps,
+# then pure GST (the synthetic protocol of tools/benchmark/pose.py)
 model = dict(head=dict(type='gst_mm.GSTHeatmapHead',
                        loss=dict(_delete_=True, type='gst_mm.JointTransportLoss',
                                  discrepancy='log', cost_weight=0.2, entropy_weight=0.4),
-                       beta=1.0, mse_weight=0.0, nonneg='softmax', mse_warmup_iters=100))
+                       beta=8.0, mse_weight=0.0, nonneg='softmax', mse_warmup_iters=100,
+                       decode_mode='centroid', decode_radius=2))
 
 codec = dict(type='MSRAHeatmap', input_size=(64, 64), heatmap_size=(32, 32), sigma=1)
 train_pipeline = [

@@ -10,7 +10,7 @@ import torch
 
 pytest.importorskip('mmpose')
 
-from tiny_configs import tiny_counting_cfg  # noqa: E402
+from tiny_configs import tiny_counter_files  # noqa: E402
 
 from gst_mm.evaluation import CountingMetric  # noqa: E402
 from gst_mm.evaluation.prediction_files import (  # noqa: E402
@@ -134,19 +134,7 @@ def test_clear_errors(tmp_path):
 @pytest.fixture
 def tiny_run(tiny_crowd, tmp_path):
     """The tiny L2 config dumped to a file and a checkpoint of its initialised model."""
-    from mmengine.runner import Runner
-
-    from gst_mm.utils import register_all_modules
-
-    data_root, cache_dir = tiny_crowd
-    cfg = tiny_counting_cfg('l2_vgg19_synthetic.py', data_root, cache_dir, tmp_path / 'work')
-    cfg_file = str(tmp_path / 'tiny_l2.py')
-    cfg.dump(cfg_file)
-    register_all_modules()
-    runner = Runner.from_cfg(cfg)
-    ckpt = str(tmp_path / 'init.pth')
-    torch.save(dict(state_dict=runner.model.state_dict(), meta=dict()), ckpt)
-    return cfg, cfg_file, ckpt, data_root
+    return tiny_counter_files(tiny_crowd, tmp_path)
 
 
 def _independent_predictions(cfg, ckpt):

@@ -7,29 +7,14 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 
 
 @pytest.fixture
 def tiny_model(tiny_crowd, tmp_path):
     """The tiny L2 counter dumped to a config file, with a checkpoint whose weights
     give non-trivial densities (the initial weights, output made positive)."""
-    from mmengine.runner import Runner
-    from tiny_configs import tiny_counting_cfg
-
-    from gst_mm.utils import register_all_modules
-    data_root, cache_dir = tiny_crowd
-    cfg = tiny_counting_cfg('l2_vgg19_synthetic.py', data_root, cache_dir, tmp_path / 'work')
-    cfg_file = str(tmp_path / 'tiny_l2.py')
-    cfg.dump(cfg_file)
-    register_all_modules()
-    runner = Runner.from_cfg(cfg)
-    state = runner.model.state_dict()
-    for k in state:
-        if k.endswith('bias') and state[k].numel() == 1:  # the last layer: positive output
-            state[k] = state[k] + 0.5
-    ckpt = str(tmp_path / 'model.pth')
-    torch.save(dict(state_dict=state, meta=dict()), ckpt)
+    from tiny_configs import tiny_counter_files
+    _, cfg_file, ckpt, data_root = tiny_counter_files(tiny_crowd, tmp_path, bias_shift=0.5)
     return cfg_file, ckpt, data_root
 
 

@@ -29,11 +29,8 @@ GSTIFY_SOURCES = {
 
 @pytest.fixture(scope='module')
 def tiny_landmarks(tmp_path_factory):
-    from gst_mm.datasets.synthetic_pose import SyntheticPoseConfig, write_dataset
-    root = str(tmp_path_factory.mktemp('landmarks')) + '/'
-    write_dataset(root, SyntheticPoseConfig(num_train=6, num_val=4, image_size=64,
-                                            min_height=28, max_height=50))
-    return root
+    from tiny_configs import tiny_landmarks_root
+    return tiny_landmarks_root(tmp_path_factory, num_train=6, num_val=4)
 
 
 def _small(cfg, fit_iterations=8):

@@ -2,7 +2,7 @@
 heatmaps of the pose benchmark's models.
 
     python tools/benchmark/pose_figures.py [--work-dir work_dirs/bench_pose]
-        [--arms mse gst-paper gst] [--seed 0] [--index 0] [--joint 0]
+        [--arms mse gst-paper gst-b8] [--seed 0] [--index 0] [--joint 0]
         [--out docs/images/pose_plateau.png]
 
 Panel row 1 (the kernel): for one held-out synthetic sample and joint, ``K_fg`` on the
@@ -28,7 +28,7 @@ from _common import ROOT, init_worker
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs', 'bench_pose'))
-    p.add_argument('--arms', nargs='+', default=['mse', 'gst-paper', 'gst'])
+    p.add_argument('--arms', nargs='+', default=['mse', 'gst-paper', 'gst-b8'])
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--index', type=int, default=0, help='held-out sample')
     p.add_argument('--joint', type=int, default=0)

@@ -40,11 +40,13 @@ def paired(runs: List[Dict], data: str, key: str, decoder: str, ref: str = 'mse'
 
 
 def best_decoder(runs: List[Dict]) -> str:
-    """The decoder with the highest mean synthetic PCK@0.05 over the density-head runs."""
+    """The decoder with the highest mean synthetic PCK@0.05 over the density-head runs
+    (those evaluated with every decoder; MSE's heatmap has MMPose's codec only)."""
     scores = {}
+    dens = [r for r in runs if r['data'] == 'synthetic' and r['mode'] == 'train'
+            and len(r['metrics']) > 1]
     for name in DECODERS:
-        vals = [r['metrics'][name]['PCK@0.05'] for r in runs
-                if r['data'] == 'synthetic' and r['mode'] == 'train' and name in r['metrics']]
+        vals = [r['metrics'][name]['PCK@0.05'] for r in dens if name in r['metrics']]
         if vals:
             scores[name] = statistics.mean(vals)
     return max(scores, key=scores.get) if scores else 'codec'

@@ -38,13 +38,13 @@ class PoseRecipe:
         mse_warmup_iters: steps trained on MSE alone before GST (0: none).
         fit_iterations: Gaussian fit iterations per image (method.md 5).
     """
-    beta: float = 1.0
+    beta: float = 8.0
     discrepancy: str = 'log'
     cost_weight: float = 0.2
     entropy_weight: float = 0.4
     cost: Optional[str] = 'sqdist'
-    decode_mode: str = 'codec'
-    decode_radius: int = 1
+    decode_mode: str = 'centroid'
+    decode_radius: int = 2
     nonneg: str = 'softmax'
     mse_weight: float = 0.0
     mse_warmup_iters: int = 0
