@@ -142,6 +142,17 @@ def median_step(values: Sequence[float]) -> float:
     return float(statistics.median(kept)) if kept else float('nan')
 
 
+def point_gst_cache(cfg, **fields) -> None:
+    """Set ``fields`` (``cache_dir``, ``data_root``) on the config's kernel transform
+    (``LoadPoseTransportKernel`` of the train pipeline) and its precompute hook."""
+    for step in cfg.train_dataloader.dataset.pipeline:
+        if str(step['type']).endswith('LoadPoseTransportKernel'):
+            step.update(fields)
+    for hook in cfg.get('custom_hooks', []) or []:
+        if str(hook['type']).endswith('GSTPrecomputeHook'):
+            hook.update(fields)
+
+
 def run_file(work_dir: str, tag: str) -> str:
     """Where the run ``tag`` of a benchmark in ``work_dir`` keeps its result."""
     return osp.join(work_dir, 'runs', tag + '.json')

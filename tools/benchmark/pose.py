@@ -48,6 +48,7 @@ from _common import (
     load_line,
     machine,
     median_step,
+    point_gst_cache,
     recorder_of,
     run_pool,
     short_run,
@@ -176,12 +177,7 @@ def _set_paths(cfg, data_root: str, cache_dir: str) -> None:
     """Point every data set, the kernel transform and the hook at ``data_root``."""
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].dataset.data_root = data_root
-    for step in cfg.train_dataloader.dataset.pipeline:
-        if str(step['type']).endswith('LoadPoseTransportKernel'):
-            step.update(cache_dir=cache_dir, data_root=data_root)
-    for hook in cfg.get('custom_hooks', []) or []:
-        if str(hook['type']).endswith('GSTPrecomputeHook'):
-            hook.update(cache_dir=cache_dir, data_root=data_root)
+    point_gst_cache(cfg, cache_dir=cache_dir, data_root=data_root)
 
 
 def _mpii(cfg) -> None:

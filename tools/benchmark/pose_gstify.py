@@ -18,6 +18,7 @@ from _common import (
     load_line,
     machine,
     median_step,
+    point_gst_cache,
     recorder_of,
     run_pool,
     store_run,
@@ -66,13 +67,7 @@ def gstify_run(src: str, kind: str, seed: int, iters: int, work_dir: str,
         cfg[loader].num_workers = 0
         cfg[loader].persistent_workers = False
     if kind == 'gst':  # the sample's cache in this work dir, not beside the shared data
-        cache = osp.join(work_dir, f'gst_cache_{name}')
-        for step in cfg.train_dataloader.dataset.pipeline:
-            if str(step['type']).endswith('LoadPoseTransportKernel'):
-                step['cache_dir'] = cache
-        for hook in cfg.custom_hooks:
-            if str(hook['type']).endswith('GSTPrecomputeHook'):
-                hook['cache_dir'] = cache
+        point_gst_cache(cfg, cache_dir=osp.join(work_dir, f'gst_cache_{name}'))
     iters_run(cfg, iters)
     cfg.default_hooks.logger.interval = 50
     cfg.work_dir = osp.join(work_dir, tag)
