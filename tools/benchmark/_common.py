@@ -22,6 +22,7 @@ import multiprocessing as mp
 import os
 import os.path as osp
 import platform
+import signal
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -188,8 +189,34 @@ def run_pool(func: Callable, jobs: Sequence[tuple], n_proc: int, threads: int = 
     if n_proc <= 1:
         return [func(*job) for job in jobs]
     ctx = mp.get_context('spawn')
-    with ctx.Pool(n_proc, initializer=init_worker, initargs=(threads, )) as pool:
-        return pool.starmap(func, jobs, chunksize=1)
+    # a SIGTERM to the benchmark (``kill PID``) must not leave the workers training:
+    # turn it into an exception so that leaving the ``with`` terminates the pool, and
+    # let each worker die with its parent (_init_pool_worker)
+    previous = signal.signal(signal.SIGTERM, _raise_exit)
+    try:
+        with ctx.Pool(n_proc, initializer=_init_pool_worker,
+                      initargs=(threads, os.getpid())) as pool:
+            return pool.starmap(func, jobs, chunksize=1)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_exit(signum, frame):
+    raise SystemExit(f'terminated by signal {signum}')
+
+
+def _init_pool_worker(threads: int, parent: int) -> None:
+    """A pool worker: :func:`init_worker`, and exit when ``parent`` is gone (a killed
+    benchmark otherwise leaves its workers running: they are re-parented, not killed)."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(2.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+    init_worker(threads)
 
 
 def machine() -> str:

@@ -183,7 +183,7 @@ def run_one(arm: str, variant: str, seed: int, protocol_name: str, iters: int,
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    tag = f'{variant}_{protocol_name}_{arm}_seed{seed}'
+    tag = f'{variant}_{protocol_name}_it{iters}_{arm}_seed{seed}'
     stored = common.stored_run(work_root, tag, reuse)
     if stored is not None:
         return stored
