@@ -219,6 +219,17 @@ def _init_pool_worker(threads: int, parent: int) -> None:
     init_worker(threads)
 
 
+def spearman(a, b) -> float:
+    """Spearman rank correlation of two 1-D arrays (NaN for fewer than 3 values or a
+    constant one; ties ranked by position)."""
+    import numpy as np
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
+        return float('nan')
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
 def machine() -> str:
     """``'x86_64, 2 cores (AMD EPYC)'``: architecture, cores and the CPU's model name."""
     model = ''

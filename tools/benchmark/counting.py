@@ -43,6 +43,8 @@ from typing import Dict, List
 import _common as common
 import numpy as np
 
+from gst_mm.transport.kernel import DEFAULT_MAX_STD
+
 CFG_DIR = osp.join(common.ROOT, 'configs', 'counting')
 #: arm -> (config, cfg options)
 ARMS: Dict[str, tuple] = {
@@ -294,7 +296,63 @@ def doc_lines(record: Dict) -> List[str]:
                          f"{row['F1_8']:.3f} | {row['inside']:.3f} | {diff} | "
                          f"{row['step_s']:.3f} |")
         lines.append('')
-    return lines
+    return lines + scale_lines(record.get('plan_scales', {}))
+
+
+# ---------------------------------------------------------------------- plans vs truth
+def plan_scales(root: str, heuristic_sigma: float = 8.0, max_std: float = DEFAULT_MAX_STD
+                ) -> Dict:
+    """How close each plan's Gaussians are to the true objects of a variant's training
+    images: the fitted covariances of ``<root>/gst_cache`` (the hard plan) and the
+    heuristic's isotropic ``heuristic_sigma`` px against the generator's covariances,
+    scale = det(cov)^(1/4) px (the geometric-mean std). Rank correlation, median
+    relative scale error, the share of true objects above the kernel's ``max_std`` px
+    clamp, and fitted / true per true-size band."""
+    import glob
+
+    import h5py
+
+    from gst_mm.datasets.layout import read_annotation
+    fit, true = [], []
+    for h5 in sorted(glob.glob(osp.join(root, 'gst_cache', 'images', '*.h5'))):
+        stem = osp.basename(h5).split('.')[0]
+        ann = read_annotation(osp.join(root, 'annotations', stem + '.json'))
+        with h5py.File(h5, 'r') as f:
+            cov, idx = f['covariances'][()], f['point_index'][()]
+        fit.append(np.linalg.det(cov) ** 0.25)
+        true.append(np.linalg.det(np.asarray(ann.covariances)[idx]) ** 0.25)
+    if not fit:
+        return {}
+    fit, true = np.concatenate(fit), np.concatenate(true)
+    bands = {}
+    for lo, hi in ((0, 6), (6, 12), (12, 20), (20, np.inf)):
+        m = (true >= lo) & (true < hi)
+        if m.any():
+            bands[f'{lo}-{hi:g}'] = dict(n=int(m.sum()),
+                                         fit_over_true=float(np.median(fit[m] / true[m])))
+    return dict(objects=int(len(true)),
+                true_std_p5_50_95=[round(float(q), 1) for q in np.percentile(true, [5, 50, 95])],
+                fit_rank_corr=common.spearman(fit, true),
+                fit_rel_err=float(np.median(np.abs(fit / true - 1))),
+                heuristic_rel_err=float(np.median(np.abs(heuristic_sigma / true - 1))),
+                above_max_std=float(np.mean(true > max_std)), bands=bands)
+
+
+def scale_lines(scales: Dict[str, Dict]) -> List[str]:
+    lines = ['Plans against the true objects of the training images (scale = det(cov)^(1/4) '
+             'px; median relative error; fitted / true per true-scale band):', '',
+             '| variant | objects | true scale p5 / p50 / p95 px | fitted: rank corr. | '
+             'fitted: error | heuristic 8 px: error | true > max_std | fitted / true by band '
+             '|', '|---|---|---|---|---|---|---|---|']
+    for v, s in scales.items():
+        if not s:
+            continue
+        bands = ', '.join(f"{k} px {b['fit_over_true']:.2f}" for k, b in s['bands'].items())
+        lines.append(f"| {v} | {s['objects']} | {s['true_std_p5_50_95']} | "
+                     f"{s['fit_rank_corr']:.3f} | {100 * s['fit_rel_err']:.1f} % | "
+                     f"{100 * s['heuristic_rel_err']:.1f} % | {100 * s['above_max_std']:.1f} % "
+                     f"| {bands} |")
+    return lines + ['']
 
 
 # ---------------------------------------------------------------------- main
@@ -351,7 +409,8 @@ def main(argv=None) -> Dict:
                      '| protocol | settings | MAE mean | per seed | sd | train min / run | '
                      'sd x sqrt(min) |', '|---|---|---|---|---|---|---|']
             for p, v in study.items():
-                lines.append(f"| {p} | `{json.dumps(PROTOCOLS[p])}` | {v['MAE']:.2f} | "
+                settings = dict(PROTOCOLS[p], iters=args.iters or PROTOCOLS[p]['iters'])
+                lines.append(f"| {p} | `{json.dumps(settings)}` | {v['MAE']:.2f} | "
                              f"{v['seeds']} | {v['sd']:.2f} | {v['cpu_min_per_run']:.1f} | "
                              f"{v['sd_x_sqrt_min']:.2f} |")
             common.append_section(
@@ -372,6 +431,8 @@ def main(argv=None) -> Dict:
                   variants={v: VARIANTS[v] for v in args.variants},
                   wall_s=time.perf_counter() - t0, note=args.note)
     record['pairing'] = pairing(runs)
+    record['plan_scales'] = {v: plan_scales(osp.join(args.work_dir, f'data_{v}'))
+                             for v in args.variants}
     record['summary'] = summarise(runs, args.boot)
     print(json.dumps({k: v for k, v in record.items()}))
     with open(osp.join(args.work_dir, 'result.json'), 'w') as f:

@@ -36,7 +36,7 @@ import time
 
 import numpy as np
 import torch
-from _common import header, write_lines
+from _common import header, spearman, write_lines
 
 from gst_mm.splatting import fit_gaussians
 from gst_mm.splatting.knn import knn_distance
@@ -45,13 +45,6 @@ from gst_mm.splatting.synthetic import make_scene, recovery_errors
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 SETTINGS = {'default': {}, 'knn': dict(init='knn', max_growth=math.inf)}
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
-        return float('nan')
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def scenes(group: str, seed: int):
@@ -111,11 +104,11 @@ def run_group(group: str, seeds: int) -> dict:
         err = recovery_errors(true, np.concatenate(r['ang_t']), fit, np.concatenate(r['ang_f']))
         out[name] = {'std_rel_err': round(err['std_rel_err'], 4),
                      'angle_err_deg': round(err['angle_err_deg'], 2),
-                     'spearman': round(_spearman(np.sqrt(fit.prod(1)), gm_true), 3),
+                     'spearman': round(spearman(np.sqrt(fit.prod(1)), gm_true), 3),
                      'seconds_per_image': round(r['sec'] / len(r['fit']), 2)}
     out['n_objects'] = int(len(true))
-    out['spearman_knn_init'] = round(_spearman(np.concatenate(knns), gm_true), 3)
-    out['spearman_image_init'] = round(_spearman(np.concatenate(inits), gm_true), 3)
+    out['spearman_knn_init'] = round(spearman(np.concatenate(knns), gm_true), 3)
+    out['spearman_image_init'] = round(spearman(np.concatenate(inits), gm_true), 3)
     init = np.concatenate(inits)
     out['image_init_rel_err'] = round(float(np.median(np.abs(init - gm_true) / gm_true)), 4)
     return out
