@@ -260,11 +260,15 @@ def summarise(runs: List[Dict], boot: int) -> Dict:
         rs = [r for r in runs if r['variant'] == variant and r['protocol'] == protocol]
         ref = [r for r in rs if r['arm'] == 'gst']
         table = {}
-        for arm in dict.fromkeys(r['arm'] for r in rs):
+        arms = list(dict.fromkeys(r['arm'] for r in rs))
+        for arm in sorted(arms, key=lambda a: (a != 'gst', arms.index(a))):
             ar = sorted((r for r in rs if r['arm'] == arm), key=lambda r: r['seed'])
             row = {k: float(np.mean([r[k] for r in ar])) for k in
                    ('MAE', 'MSE', 'F1', 'F1_8', 'inside', 'step_s', 'train_s')}
             row['MAE_seeds'] = [round(r['MAE'], 2) for r in ar]
+            # mean signed count error per image: a shared under- or over-count
+            row['bias'] = float(np.mean([np.mean([i['pred'] - i['gt'] for i in r['images']])
+                                         for r in ar]))
             row['MAE_sd'] = float(np.std([r['MAE'] for r in ar], ddof=1)) if len(ar) > 1 else 0.0
             if arm != 'gst' and ref:
                 row['diff'] = paired_bootstrap(ar, ref, boot)
@@ -280,19 +284,21 @@ def doc_lines(record: Dict) -> List[str]:
              f"batch 4, protocol `{record['protocol']}` ({json.dumps(record['protocol_cfg'])}), "
              f"seeds {record['seeds']}; {record['pairing']}. Wall time "
              f"{record['wall_s'] / 60:.0f} min. " + record.get('note', ''), '',
-             'Test MAE mean (per seed, sd), MSE, localisation F1 (AP/AR radii 1-100 px) and '
+             'Test MAE mean (per seed, sd), MSE, count bias (mean predicted - true count per '
+             'image), localisation F1 (AP/AR radii 1-100 px) and '
              'F1@8 px, share of predicted mass inside the true objects (Mahalanobis radius 2), '
              'and the paired MAE difference to GST with its 90 % bootstrap interval (seeds x '
              'test images; negative: better than GST):', '']
     for key, table in record['summary'].items():
         lines += [f'**{key}**', '',
-                  '| arm | MAE | per seed (sd) | MSE | F1 | F1@8 | mass inside | '
-                  'MAE - GST [90 % CI] | s / step |', '|---|---|---|---|---|---|---|---|---|']
+                  '| arm | MAE | per seed (sd) | MSE | count bias | F1 | F1@8 | mass inside | '
+                  'MAE - GST [90 % CI] | s / step |', '|---|---|---|---|---|---|---|---|---|---|']
         for arm, row in table.items():
             d = row.get('diff')
             diff = (f"{d['mean']:+.2f} [{d['lo']:+.2f}, {d['hi']:+.2f}]" if d else '-')
             lines.append(f"| {arm} | {row['MAE']:.2f} | {row['MAE_seeds']} "
-                         f"({row['MAE_sd']:.2f}) | {row['MSE']:.2f} | {row['F1']:.3f} | "
+                         f"({row['MAE_sd']:.2f}) | {row['MSE']:.2f} | {row['bias']:+.2f} | "
+                         f"{row['F1']:.3f} | "
                          f"{row['F1_8']:.3f} | {row['inside']:.3f} | {diff} | "
                          f"{row['step_s']:.3f} |")
         lines.append('')
@@ -339,6 +345,8 @@ def plan_scales(root: str, heuristic_sigma: float = 8.0, max_std: float = DEFAUL
 
 
 def scale_lines(scales: Dict[str, Dict]) -> List[str]:
+    if not any(scales.values()):
+        return []
     lines = ['Plans against the true objects of the training images (scale = det(cov)^(1/4) '
              'px; median relative error; fitted / true per true-scale band):', '',
              '| variant | objects | true scale p5 / p50 / p95 px | fitted: rank corr. | '
