@@ -142,11 +142,16 @@ def _register_recorder_metric():
                 total = float(dens.sum())
                 self.results.append(dict(
                     image=stem, pred=total, gt=float(len(ann.points)),
-                    inside=float(dens[inside].sum() / total) if total > 0 else 0.0))
+                    inside=float(dens[inside].sum() / total) if total > 0 else 0.0,
+                    # cells on a true object whose output is exactly 0 (a dead relu
+                    # there gets no gradient from any loss) and such cells anywhere
+                    zero_inside=float(np.mean(dens[inside] <= 0)) if inside.any() else 0.0,
+                    zero_all=float(np.mean(dens <= 0))))
 
         def compute_metrics(self, results):
             self.records = list(results)
-            return dict(inside=float(np.mean([r['inside'] for r in results])))
+            return {k: float(np.mean([r[k] for r in results]))
+                    for k in ('inside', 'zero_inside', 'zero_all')}
 
     return CountRecorder
 
@@ -206,7 +211,8 @@ def run_one(arm: str, variant: str, seed: int, protocol_name: str, iters: int,
                F1=float(metrics.get('F1', float('nan'))), AP=float(metrics.get('AP', float('nan'))),
                AR=float(metrics.get('AR', float('nan'))),
                F1_8=float(metrics.get('F1@8', metrics.get('F1@8.0', float('nan')))),
-               inside=float(metrics['rec/inside']), images=recorder.records,
+               inside=float(metrics['rec/inside']), zero_inside=float(metrics['rec/zero_inside']),
+               zero_all=float(metrics['rec/zero_all']), images=recorder.records,
                step_s=common.median_step(rec.steps), train_s=train_s,
                init_hash=rec.init_hash, data_hash=rec.data_hash,
                loss_first50=statistics.mean(r['loss'] for r in rec.rows[:50]),
@@ -265,6 +271,9 @@ def summarise(runs: List[Dict], boot: int) -> Dict:
             ar = sorted((r for r in rs if r['arm'] == arm), key=lambda r: r['seed'])
             row = {k: float(np.mean([r[k] for r in ar])) for k in
                    ('MAE', 'MSE', 'F1', 'F1_8', 'inside', 'step_s', 'train_s')}
+            for k in ('zero_inside', 'zero_all'):  # runs stored before 2026-12-03 lack them
+                if all(k in r for r in ar):
+                    row[k] = float(np.mean([r[k] for r in ar]))
             row['MAE_seeds'] = [round(r['MAE'], 2) for r in ar]
             # mean signed count error per image: a shared under- or over-count
             row['bias'] = float(np.mean([np.mean([i['pred'] - i['gt'] for i in r['images']])
