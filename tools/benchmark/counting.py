@@ -9,7 +9,8 @@ baselines on two synthetic variants, with paired bootstrap intervals.
 
 * **Arms** (:data:`ARMS`): GST (fitted plan), the heuristic plan (sigma 8 px), the
   ground-truth-scale plan (``gt``), L2, Bayesian loss, DM-Count, UOT and GST with the
-  plan's transport cost (``gst-cost<lambda>``, gst_mm's extension; the paper is 0).
+  plan's transport cost (``gst-cost<lambda>``, gst_mm's extension; the paper is 0) and
+  GST without its background term (``gst-nobg``).
 * **Variants** (:data:`VARIANTS`): ``perspective`` (the synthetic set of
   ``configs/counting/gst_vgg19_synthetic.py``: objects 4x smaller at the top, sizes
   follow the row) and ``sizes`` (no perspective; each object's std log-uniform in
@@ -56,6 +57,8 @@ ARMS: Dict[str, tuple] = {
     'dmcount': ('dmcount_vgg19_synthetic.py', {}),
     'uot': ('uot_vgg19_synthetic.py', {}),
     'gst-soft': ('gst-soft_vgg19_synthetic.py', {}),
+    # GST without the background term (the mass a kernel sends to background is free)
+    'gst-nobg': ('gst_vgg19_synthetic.py', {'model.loss.background': False}),
 }
 COST_PREFIX = 'gst-cost'  # gst-cost0.05: GST + lambda_W 0.05 (squared distance in cells)
 #: data variants: SyntheticCrowdConfig fields over the config's synthetic_data
