@@ -326,19 +326,18 @@ def plan_scales(root: str, heuristic_sigma: float = 8.0, max_std: float = DEFAUL
     scale = det(cov)^(1/4) px (the geometric-mean std). Rank correlation, median
     relative scale error, the share of true objects above the kernel's ``max_std`` px
     clamp, and fitted / true per true-size band."""
-    import glob
-
-    import h5py
-
-    from gst_mm.datasets.layout import read_annotation
+    from gst_mm.datasets.layout import read_annotation, read_split
+    from gst_mm.splatting.cache import GaussianCache, default_cache_dir
+    split = osp.join(root, 'train.txt')
+    if not osp.isfile(split):
+        return {}
+    cache = GaussianCache(default_cache_dir(root), data_root=root)
     fit, true = [], []
-    for h5 in sorted(glob.glob(osp.join(root, 'gst_cache', 'images', '*.h5'))):
-        stem = osp.basename(h5).split('.')[0]
-        ann = read_annotation(osp.join(root, 'annotations', stem + '.json'))
-        with h5py.File(h5, 'r') as f:
-            cov, idx = f['covariances'][()], f['point_index'][()]
-        fit.append(np.linalg.det(cov) ** 0.25)
-        true.append(np.linalg.det(np.asarray(ann.covariances)[idx]) ** 0.25)
+    for name in read_split(split):
+        ann = read_annotation(osp.join(root, 'annotations', name + '.json'))
+        rec = cache.read(osp.join(root, 'images', ann.image))
+        fit.append(np.linalg.det(rec['covariances']) ** 0.25)
+        true.append(np.linalg.det(np.asarray(ann.covariances)[rec['point_index']]) ** 0.25)
     if not fit:
         return {}
     fit, true = np.concatenate(fit), np.concatenate(true)
