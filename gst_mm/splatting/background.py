@@ -42,16 +42,15 @@ def median_background(image: np.ndarray, window: float) -> np.ndarray:
     return med.astype(np.float32) / 255.0
 
 
-def _smooth(values: np.ndarray, weights: np.ndarray, sigma: float) -> Tuple[np.ndarray, np.ndarray]:
-    """Normalised Gaussian smoothing of ``values (H, W, C)`` with ``weights (H, W)``,
-    computed on a grid shrunk so the kernel std is ~4 cells. Returns the smoothed
-    values and the smoothed weights (``(H, W, 1)``)."""
+def _smooth(num: np.ndarray, den: np.ndarray, sigma: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Normalised Gaussian smoothing: ``num (H, W, C)`` (values times weights) and
+    ``den (H, W)`` (the weights) are blurred on a grid shrunk so the kernel std is ~4
+    cells and brought back. Returns the smoothed values ``num / den`` and the smoothed
+    weights ``(H, W, 1)`` as float32 tensors (CPU)."""
     import cv2
-    h, w = weights.shape
+    h, w = den.shape
     f = max(1.0, sigma / 4.0)
     size = (max(1, round(w / f)), max(1, round(h / f)))
-    num = values * weights[..., None]
-    den = weights.astype(np.float32)
     if f > 1:
         num = cv2.resize(num, size, interpolation=cv2.INTER_AREA)
         den = cv2.resize(den, size, interpolation=cv2.INTER_AREA)
@@ -60,10 +59,12 @@ def _smooth(values: np.ndarray, weights: np.ndarray, sigma: float) -> Tuple[np.n
     if f > 1:
         num = cv2.resize(num, (w, h), interpolation=cv2.INTER_LINEAR)
         den = cv2.resize(den, (w, h), interpolation=cv2.INTER_LINEAR)
-    den = den.reshape(h, w, 1)
-    return num / np.maximum(den, 1e-6), den
+    num_t = torch.from_numpy(np.ascontiguousarray(num))
+    den_t = torch.from_numpy(np.ascontiguousarray(den)).reshape(h, w, 1)
+    return num_t.div_(den_t.clamp_min(1e-6)), den_t
 
 
+@torch.no_grad()
 def reestimate_background(image: np.ndarray, rgb: np.ndarray, acc: np.ndarray,
                           previous: np.ndarray, window: float,
                           max_alpha: float = 0.5) -> np.ndarray:
@@ -75,17 +76,24 @@ def reestimate_background(image: np.ndarray, rgb: np.ndarray, acc: np.ndarray,
     ``(1 - acc)^2``, are smoothed into the covered pixels (normalised Gaussian, coarse
     to fine: std ``window``, ``window/2``, ``/4``, ``/8`` px, each finer level
     overriding where it has enough support); where none is near, ``previous`` is kept.
+    The per-pixel steps run as in-place float32 torch operations (torch's threads).
 
     Args: ``image``, ``rgb`` (the Gaussians alone, sum-composited), ``previous``:
     ``(H, W, 3)`` float [0, 1]; ``window``: object-spacing scale in px.
+    Returns ``(H, W, 3)`` float32.
     """
-    vis = np.clip(1.0 - acc, 0.0, 1.0)
-    weight = np.where(acc < max_alpha, vis * vis, 0.0).astype(np.float32)
-    unmixed = np.clip((image - rgb) / np.maximum(vis, 1e-3)[..., None], 0.0, 1.0)
-    unmixed = unmixed.astype(np.float32)
-    est = previous
+    acc_t = torch.from_numpy(np.ascontiguousarray(acc, np.float32))
+    vis = acc_t.neg().add_(1.0).clamp_(0.0, 1.0)
+    weight = torch.where(acc_t < max_alpha, vis * vis, torch.zeros(()))
+    unmixed = torch.from_numpy(np.ascontiguousarray(image, np.float32)).sub(
+        torch.from_numpy(np.ascontiguousarray(rgb, np.float32)))
+    unmixed.div_(vis.clamp_(min=1e-3)[..., None]).clamp_(0.0, 1.0)
+    num = unmixed.mul_(weight[..., None]).numpy()  # the weighted values, once for all levels
+    den = weight.numpy()
+    est = torch.from_numpy(np.ascontiguousarray(previous, np.float32))
     for div in (1.0, 2.0, 4.0, 8.0):  # coarse to fine: large gaps filled from far away
-        smooth, den = _smooth(unmixed, weight, max(1.0, window / div))
-        trust = np.clip(den / 0.05, 0.0, 1.0)
-        est = trust * smooth + (1 - trust) * est
-    return est.astype(np.float32)
+        smooth, trust = _smooth(num, den, max(1.0, window / div))
+        trust.div_(0.05).clamp_(0.0, 1.0)
+        # trust * smooth + (1 - trust) * est, the same operations in the same order
+        est = smooth.mul_(trust).add_(est * trust.neg_().add_(1.0))
+    return est.numpy()
