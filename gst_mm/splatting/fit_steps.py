@@ -191,9 +191,7 @@ def l1_distance(rendered: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if rendered.shape != target.shape:
         raise ValueError(f'l1_distance: rendered {tuple(rendered.shape)} and target '
                          f'{tuple(target.shape)} differ')
-    if rendered.requires_grad and torch.is_grad_enabled():
-        return _L1Distance.apply(rendered, target)
-    return (rendered - target).abs().sum()
+    return _L1Distance.apply(rendered, target)
 
 
 def objective(rendered: torch.Tensor, target: torch.Tensor, scales: torch.Tensor,

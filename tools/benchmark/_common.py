@@ -13,6 +13,7 @@
   read back with ``--reuse``, written atomically when the run ends.
 * :func:`machine`, :func:`load_line`, :func:`append_section` — the header facts of a
   docs/benchmarks.md section and the writer.
+* :func:`best_time`, :func:`median_time`, :func:`peak_rss_mb` — timing and memory.
 """
 from __future__ import annotations
 
@@ -258,6 +259,21 @@ def append_section(title: str, lines: Sequence[str], path: str = DOC) -> None:
     """Append ``## title`` and ``lines`` to docs/benchmarks.md."""
     with open(path, 'a') as f:
         f.write('\n'.join(['', f'## {title}', '', *lines, '']))
+
+
+def peak_rss_mb() -> float:
+    """Peak RSS of this process, MB (``VmHWM``: reset by exec, unlike ``getrusage``'s
+    max RSS, which a subprocess inherits from its parent; ``getrusage`` where
+    ``/proc`` is missing)."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def best_time(fn: Callable[[], object], repeats: int, warmup: bool = True) -> float:

@@ -28,7 +28,7 @@ from collections import defaultdict
 from typing import Callable, Dict, Iterator, List, Tuple
 
 import torch
-from _common import header, load_line, write_lines
+from _common import header, load_line, peak_rss_mb, write_lines
 
 from gst_mm.splatting import fit as fit_mod
 from gst_mm.splatting import fit_steps
@@ -41,11 +41,10 @@ PHASES = ('scale selection', 'median background', 'levels', 'render forward',
 
 
 class PhaseTimer:
-    """Accumulated wall seconds and call counts per phase name."""
+    """Accumulated wall seconds per phase name."""
 
     def __init__(self) -> None:
         self.seconds: Dict[str, float] = defaultdict(float)
-        self.calls: Dict[str, int] = defaultdict(int)
         self.pixels = 0  # pixels rendered by the fit's training steps
 
     def wrap(self, name: str, fn: Callable) -> Callable:
@@ -55,7 +54,6 @@ class PhaseTimer:
                 return fn(*args, **kwargs)
             finally:
                 self.seconds[name] += time.perf_counter() - t
-                self.calls[name] += 1
         return timed
 
 
@@ -86,7 +84,6 @@ def patched(timer: PhaseTimer) -> Iterator[None]:
             finally:
                 rest = time.perf_counter() - t - (timer.seconds['render backward'] - before)
                 timer.seconds['loss backward (rest)'] += rest
-                timer.calls['loss backward (rest)'] += 1
         return fn
 
     patch(fit_mod, 'initial_stds', 'scale selection')
@@ -109,19 +106,6 @@ def patched(timer: PhaseTimer) -> Iterator[None]:
             setattr(owner, attr, orig)
 
 
-def _peak_rss_mb() -> float:
-    """This process's peak resident memory so far (``VmHWM``, MB; 0 when unknown).
-    Scenes run smallest first, so a scene's value is its own peak or an earlier one's."""
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith('VmHWM:'):
-                    return round(int(line.split()[1]) / 1024.0)
-    except OSError:
-        pass
-    return 0.0
-
-
 def profile_fit(height: int, width: int, n: int) -> dict:
     """One default fit of ``make_scene(height, width, n, seed=0)``, timed by phase."""
     scene = make_scene(height, width, n, seed=0)
@@ -131,8 +115,8 @@ def profile_fit(height: int, width: int, n: int) -> dict:
         g, info = fit_mod.fit_gaussians(scene.image, scene.points, return_info=True, seed=0)
         total = time.perf_counter() - t
     err = recovery_errors(scene.scales, scene.angles, g.scales.numpy(), g.angles.numpy())
-    # the background re-estimate renders once without grad through Splatter: keep it in
-    # its own phase, not in the training steps' render forward
+    # 'render forward' includes the no-grad render each background re-estimate starts
+    # with (Splatter too); 'background re-estimate' is the re-estimate itself
     phases = {p: round(timer.seconds.get(p, 0.0), 3) for p in PHASES}
     phases['other'] = round(total - sum(timer.seconds.get(p, 0.0) for p in PHASES), 3)
     ns_px = {p: round(1e9 * s / max(timer.pixels, 1), 2) for p, s in phases.items()}
@@ -141,7 +125,8 @@ def profile_fit(height: int, width: int, n: int) -> dict:
             'std_rel_err': round(err['std_rel_err'], 4), 'phases_s': phases,
             'ns_per_px_iter': ns_px,
             'coarse_factor': info.settings.get('coarse_factor'),
-            'process_peak_rss_mb': _peak_rss_mb(),
+            # the process's peak so far: an earlier, larger scene's when there was one
+            'process_peak_rss_mb': round(peak_rss_mb()),
             'renderer': info.settings.get('backend')}
 
 
@@ -173,15 +158,17 @@ def main(argv=None) -> int:
     if args.torch:
         os.environ['GST_MM_NO_EXT'] = '1'
     torch.set_num_threads(args.threads)
-    results = []
+    scenes = []
     for size in args.sizes:
         try:
             wh, n = size.split('/')
             w, h = (int(v) for v in wh.split('x'))
-            n = int(n)
+            scenes.append((h, w, int(n)))
         except ValueError:
             print(f'--sizes: expected WxH/N, got {size!r}', file=sys.stderr)
             return 2
+    results = []
+    for h, w, n in scenes:
         r = profile_fit(h, w, n)
         print(json.dumps(r), flush=True)
         results.append(r)

@@ -38,7 +38,6 @@ import math
 import os
 import os.path as osp
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -46,7 +45,7 @@ import time
 
 import numpy as np
 import torch
-from _common import best_time, header, write_lines
+from _common import best_time, header, peak_rss_mb, write_lines
 
 from gst_mm.splatting import Gaussians2D, fit_gaussians, render
 from gst_mm.splatting.render import build_pairs
@@ -186,19 +185,6 @@ def _cpu_name() -> str:
     return platform.processor() or 'unknown CPU'
 
 
-def _max_rss_mb() -> float:
-    """Peak RSS of this process (``VmHWM``: reset by exec, unlike ``getrusage``'s
-    max RSS, which a subprocess inherits from its parent)."""
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith('VmHWM:'):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def fit_worker(scene_file: str, threads: int) -> dict:
     """One default fit of the scene saved in ``scene_file`` (run in a fresh process by
     :func:`fit_case`, so the peak RSS is that of loading the scene and fitting it)."""
@@ -206,14 +192,14 @@ def fit_worker(scene_file: str, threads: int) -> dict:
     torch.set_num_threads(threads)
     scene = np.load(scene_file)
     image, points = scene['image'], scene['points']
-    rss_before = _max_rss_mb()
+    rss_before = peak_rss_mb()
     t = time.perf_counter()
     g, info = fit_gaussians(image, points, return_info=True, seed=0)
     sec = time.perf_counter() - t
     err = recovery_errors(scene['scales'], scene['angles'], g.scales.numpy(), g.angles.numpy())
     return {'seconds': round(sec, 2), 'iterations': info.iterations,
             'ms_per_iter': round(1000 * sec / max(info.iterations, 1), 1),
-            'peak_rss_mb': round(_max_rss_mb()), 'rss_before_fit_mb': round(rss_before),
+            'peak_rss_mb': round(peak_rss_mb()), 'rss_before_fit_mb': round(rss_before),
             'std_rel_err': round(err['std_rel_err'], 4), 'threads': torch.get_num_threads(),
             'renderer': 'compiled' if compiled_kernel_status()[0] else 'torch'}
 
