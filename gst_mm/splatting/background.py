@@ -1,14 +1,16 @@
 """The background layer behind the fitted Gaussians (method.md 3b).
 
-The default fit composites its Gaussians over an estimated background: a median-
-filtered image first (:func:`median_background`), then re-estimated from the pixels
-the current fit leaves uncovered (:func:`reestimate_background`). The reference
+The default fit composites its Gaussians over an estimated background: first the
+background seen between the objects before any fit (:func:`masked_background`, which
+the scale init also subtracts; the median-filtered image, :func:`median_background`,
+where nothing is seen), then re-estimated from the pixels the current fit leaves
+uncovered (:func:`reestimate_background`). The reference
 preset pastes the image into a background mask instead (:func:`background_mask`).
 All images ``(H, W, 3)`` float in [0, 1] unless stated.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -64,8 +66,37 @@ def _smooth(num: np.ndarray, den: np.ndarray, sigma: float) -> Tuple[torch.Tenso
     return num_t.div_(den_t.clamp_min(1e-6)), den_t
 
 
+def masked_background(image: np.ndarray, points: np.ndarray, radii: np.ndarray,
+                      window: float) -> np.ndarray:
+    """The background seen outside discs around the objects, before any fit.
+
+    Pixels farther than ``radii (N,)`` px from every point ``(N, 2)`` px (x, y) are
+    taken as background and smoothed into the discs as :func:`reestimate_background`
+    does (``window`` px); where no seen pixel is near, the median background
+    (:func:`median_background`) is kept. Computed on the image shrunk by
+    ``max(1, floor(window / 32))`` (the finest smoothing, ``window / 8`` px, stays >= 4
+    px there) and brought back bilinearly. ``image``: ``(H, W, 3)`` uint8 RGB.
+    Returns ``(H, W, 3)`` float32 in [0, 1].
+    """
+    import cv2
+    h, w = image.shape[:2]
+    f = max(1, int(window // 32))
+    small = image if f == 1 else cv2.resize(
+        image, (max(1, round(w / f)), max(1, round(h / f))), interpolation=cv2.INTER_AREA)
+    sx, sy = w / small.shape[1], h / small.shape[0]
+    covered = np.zeros(small.shape[:2], np.uint8)
+    # cv2 draws at integer pixel centres: 4 fractional bits for sub-pixel centre, radius
+    for (x, y), r in zip(np.asarray(points, np.float64), np.asarray(radii, np.float64)):
+        cv2.circle(covered, (int(round((x / sx - 0.5) * 16)), int(round((y / sy - 0.5) * 16))),
+                   int(round(r / np.sqrt(sx * sy) * 16)), 1, thickness=-1, shift=4)
+    win = window / np.sqrt(sx * sy)
+    bg = reestimate_background(small.astype(np.float32) / 255.0, None,
+                               covered.astype(np.float32), median_background(small, win), win)
+    return bg if f == 1 else cv2.resize(bg, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 @torch.no_grad()
-def reestimate_background(image: np.ndarray, rgb: np.ndarray, acc: np.ndarray,
+def reestimate_background(image: np.ndarray, rgb: Optional[np.ndarray], acc: np.ndarray,
                           previous: np.ndarray, window: float,
                           max_alpha: float = 0.5) -> np.ndarray:
     """Re-estimate the background layer from what the current fit leaves uncovered.
@@ -78,15 +109,17 @@ def reestimate_background(image: np.ndarray, rgb: np.ndarray, acc: np.ndarray,
     overriding where it has enough support); where none is near, ``previous`` is kept.
     The per-pixel steps run as in-place float32 torch operations (torch's threads).
 
-    Args: ``image``, ``rgb`` (the Gaussians alone, sum-composited), ``previous``:
-    ``(H, W, 3)`` float [0, 1]; ``window``: object-spacing scale in px.
+    Args: ``image``, ``rgb`` (the Gaussians alone, sum-composited; ``None``: nothing
+    fitted), ``previous``: ``(H, W, 3)`` float [0, 1]; ``acc``: ``(H, W)``;
+    ``window``: object-spacing scale in px.
     Returns ``(H, W, 3)`` float32.
     """
     acc_t = torch.from_numpy(np.ascontiguousarray(acc, np.float32))
     vis = acc_t.neg().add_(1.0).clamp_(0.0, 1.0)
     weight = torch.where(acc_t < max_alpha, vis * vis, torch.zeros(()))
-    unmixed = torch.from_numpy(np.ascontiguousarray(image, np.float32)).sub(
-        torch.from_numpy(np.ascontiguousarray(rgb, np.float32)))
+    unmixed = torch.from_numpy(np.ascontiguousarray(image, np.float32))
+    unmixed = (unmixed.clone() if rgb is None
+               else unmixed.sub(torch.from_numpy(np.ascontiguousarray(rgb, np.float32))))
     unmixed.div_(vis.clamp_(min=1e-3)[..., None]).clamp_(0.0, 1.0)
     num = unmixed.mul_(weight[..., None]).numpy()  # the weighted values, once for all levels
     den = weight.numpy()

@@ -8,11 +8,13 @@ Two presets (``mode``, :mod:`.fit_config`):
 
 * ``'default'``: log-std parameterisation, **initial stds read from the image**
   (scale-normalised LoG scale selection at each point, bounded by the distance to
-  the nearest other point, :mod:`.scale`; docs/fit_scale.md), each std kept within
-  ``max_growth`` = 3x of its initial value (no ballooning into textureless regions),
-  an estimated **background layer behind the Gaussians** (median-filtered image,
-  re-estimated ``bg_updates`` = 6 times, every 25 steps, from the pixels the current
-  fit leaves uncovered, with the fit's own colour removed, :mod:`.background`); that
+  the nearest other point, :mod:`.scale`, read a second time with the background seen
+  between the objects subtracted, ``init_mask``; docs/fit_scale.md), each std kept
+  within ``max_growth`` = 3x of its initial value (no ballooning into textureless
+  regions), an estimated **background layer behind the Gaussians** (started from that
+  masked background, re-estimated ``bg_updates`` = 6 times, every 25 steps, from the
+  pixels the current fit leaves uncovered, with the fit's own colour removed,
+  :mod:`.background`); that
   phase runs on the image shrunk 2x, then the fit converges at full resolution with
   an early stop (at most 300 steps). Images whose objects are all large (by the
   image-derived scale) are fitted shrunk (``downsample='auto'``).
@@ -37,7 +39,12 @@ import numpy as np
 import torch
 
 from . import free_fit
-from .background import background_mask, median_background, reestimate_background
+from .background import (
+    background_mask,
+    masked_background,
+    median_background,
+    reestimate_background,
+)
 from .fit_config import (
     WINDOW_CAP,
     FitSettings,
@@ -59,7 +66,7 @@ from .fit_steps import (
 )
 from .gaussians import Gaussians2D
 from .knn import knn_distance
-from .scale import scale_bounds, scale_space_std
+from .scale import nearest_distance, scale_bounds, scale_space_std
 
 __all__ = ['FitInfo', 'FitSettings', 'fit_gaussians', 'fit_cfg_key', 'fit_settings',
            'fit_settings_key', 'initial_stds', 'knn_distance', 'postprocess', 'to_rgb_uint8',
@@ -149,19 +156,47 @@ def check_points(points: np.ndarray, height: int, width: int, *, name: str = 'im
 
 
 # ---------------------------------------------------------------------- init
-def initial_stds(image: np.ndarray, points: np.ndarray, knn: np.ndarray, init: str,
-                 knn_fraction: float = 0.3) -> np.ndarray:
-    """``(N,)`` initial std px of the Gaussians at ``points (N, 2)`` of ``image``:
+def background_window(knn: np.ndarray, init_std: np.ndarray, height: int, width: int) -> float:
+    """The background estimate's window px: it spans the objects (their initial stds
+    ``(N,)`` px) and their gaps (kNN distances ``(N,)`` px), in [15, max(H, W) /
+    WINDOW_CAP]."""
+    if len(knn) == 0:
+        return max(15.0, max(height, width) / WINDOW_CAP)
+    return float(np.clip(max(2.0 * np.median(knn), 6.0 * np.median(init_std)), 15.0,
+                         max(15.0, max(height, width) / WINDOW_CAP)))
 
-    * ``'scale'``: read from the image (:func:`.scale.scale_space_std`);
+
+def initial_stds(image: np.ndarray, points: np.ndarray, knn: np.ndarray, init: str,
+                 knn_fraction: float = 0.3,
+                 init_mask: float = 0.5) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """``((N,) initial std px, background or None)`` of the Gaussians at ``points (N,
+    2)`` of ``image`` (``(H, W, 3)`` uint8 RGB); the background ``(H, W, 3)`` float32
+    [0, 1] is the masked one of the second reading (the ``'estimate'`` fit starts
+    from it), ``None`` for the other inits:
+
+    * ``'scale'``: read from the image (:func:`.scale.scale_space_std`); with
+      ``init_mask > 0`` read a second time from the image minus the background seen
+      outside discs of radius ``min(2.5 s_1, init_mask * d_1)`` around the points
+      (:func:`.background.masked_background`; ``s_1`` the first reading, ``d_1`` the
+      nearest-neighbour distance px): a smooth background's own Laplacian otherwise
+      outweighs low-contrast objects at large scales;
     * ``'knn'``: ``knn_fraction * d_knn`` (>= 1 px), the spacing heuristic;
     * ``'reference'``: the authors' ``1 + max(ln d_knn, 2)``.
     """
     if init == 'scale':
-        return scale_space_std(image, points)
+        if not (init_mask > 0 and len(points)):
+            return scale_space_std(image, points), None
+        est = scale_space_std(image, points, per_octave=2)  # only sizes the discs
+        h, w = image.shape[:2]
+        radii = np.minimum(2.5 * est, np.maximum(init_mask * nearest_distance(points), 1.0))
+        bg = masked_background(image, points, radii, background_window(knn, est, h, w))
+        diff = image.astype(np.float32)
+        diff *= 1.0 / 255.0
+        diff -= bg
+        return scale_space_std(diff, points), bg
     if init == 'reference':
-        return 1.0 + np.maximum(np.log(np.maximum(knn, 1e-12)), 2.0)
-    return np.maximum(knn_fraction * knn, 1.0)
+        return 1.0 + np.maximum(np.log(np.maximum(knn, 1e-12)), 2.0), None
+    return np.maximum(knn_fraction * knn, 1.0), None
 
 
 def _downsample_factor(downsample, init_std: np.ndarray, min_std_px: float) -> int:
@@ -180,12 +215,17 @@ def _downsample_factor(downsample, init_std: np.ndarray, min_std_px: float) -> i
 
 def _background_layer(bg_mode: str, img8: np.ndarray, target_np: np.ndarray,
                       pts: np.ndarray, knn: np.ndarray, window: float,
-                      given: Optional[np.ndarray]) -> Tuple[np.ndarray, int]:
-    """``(background (H, W, 3) float, reconstruction pixel count)`` the fit starts with."""
+                      given: Optional[np.ndarray],
+                      masked: Optional[np.ndarray]) -> Tuple[np.ndarray, int]:
+    """``(background (H, W, 3) float, reconstruction pixel count)`` the fit starts with:
+    for ``'estimate'`` the scale init's masked background when there is one, else
+    (and for ``'median'``) the median-filtered image."""
     h, w = target_np.shape[:2]
     if bg_mode == 'reference':
         mask = background_mask(pts, knn, h, w)
         return target_np * mask[..., None], max(int((~mask).sum()), 1)
+    if bg_mode == 'estimate' and masked is not None:
+        return masked, h * w
     if bg_mode in ('estimate', 'median'):
         return median_background(img8, window), h * w
     if bg_mode == 'given':
@@ -227,7 +267,7 @@ def working_image(img8: np.ndarray, pts: np.ndarray, cfg: Dict[str, Any], fs: Fi
     and the background layer of a fit (records ``downsample_factor`` in ``info``)."""
     H, W = img8.shape[:2]
     knn = knn_distance(pts)
-    init_std = initial_stds(img8, pts, knn, cfg['init'], fs.knn_fraction)
+    init_std, masked = initial_stds(img8, pts, knn, cfg['init'], fs.knn_fraction, fs.init_mask)
     info.init_std = init_std
     full_pts, sx, sy = pts, 1.0, 1.0
     factor = _downsample_factor(cfg['downsample'], init_std, fs.min_std_px)
@@ -241,16 +281,17 @@ def working_image(img8: np.ndarray, pts: np.ndarray, cfg: Dict[str, Any], fs: Fi
         if given is not None:
             given = cv2.resize(np.asarray(given, np.float32), (ws, hs),
                                interpolation=cv2.INTER_AREA)
+        if masked is not None:
+            masked = cv2.resize(masked, (ws, hs), interpolation=cv2.INTER_AREA)
         H, W = hs, ws
         pts = pts / np.array([sx, sy])
         knn = knn_distance(pts)
         init_std = init_std / np.sqrt(sx * sy)
     # the background's median window spans the objects (their image scale) and their gaps
-    window = float(np.clip(max(2.0 * np.median(knn), 6.0 * np.median(init_std)), 15.0,
-                           max(15.0, max(H, W) / WINDOW_CAP)))
+    window = background_window(knn, init_std, H, W)
     target_np = img8.astype(np.float32) / 255.0
     bg_np, fg_count = _background_layer(cfg['background'], img8, target_np, pts, knn, window,
-                                        given)
+                                        given, masked)
     dev = torch.device(fs.device if fs.device is not None else default_device())
     return WorkingImage(img8, target_np, pts, full_pts, knn, init_std, (sx, sy), factor,
                         window, bg_np, fg_count, dev)

@@ -35,7 +35,7 @@ WINDOW_CAP = 2.0  # background window <= max(H, W) / WINDOW_CAP px (sparse large
 BACKGROUNDS = ('estimate', 'median', 'reference', 'none')
 PLANS = ('hard', 'soft')
 #: bumped when the fit's algorithm changes its result for the same settings
-FIT_VERSION = 2
+FIT_VERSION = 3
 #: settings recorded per image (outcomes, not inputs): not part of the key
 PER_IMAGE = ('downsample_factor', 'coarse_factor')
 
@@ -126,6 +126,11 @@ class FitSettings:
       max_growth]`` (default preset 3; reference unbounded; ``math.inf`` =
       unbounded; docs/fit_scale.md).
     * ``knn_fraction``: the ``'knn'`` init's fraction of ``d_knn``.
+    * ``init_mask``: the ``'scale'`` init reads the stds twice, the second
+      time from the image minus the background seen outside discs of radius
+      ``min(2.5 s_1, init_mask * d_1)`` (``s_1`` the first reading, ``d_1``
+      the distance to the nearest other point); ``0`` = one reading from the
+      raw image (the init before fit version 3; docs/fit_scale.md).
     * ``tol``, ``patience``: the early-stop rule (:func:`.fit_steps.converged`).
     * ``min_std_px``: ``downsample='auto'`` keeps the smallest objects' (q10)
       initial std at least this many px.
@@ -150,6 +155,7 @@ class FitSettings:
     early_stop: Optional[bool] = None
     compositing: Optional[str] = None
     knn_fraction: float = 0.3
+    init_mask: float = 0.5
     scale_lr: Optional[float] = None
     bg_updates: int = 6
     bg_interval: int = 25

@@ -98,7 +98,8 @@ def make_scene(height: int, width: int, num_objects: int, *,
                std_range: Tuple[float, float] = (2.0, 16.0),
                max_aspect: float = 1.5, min_separation: float = 1.2, seed: int = 0,
                max_tries: int = 200,
-               centres: Optional[np.ndarray] = None) -> SyntheticScene:
+               centres: Optional[np.ndarray] = None,
+               color_contrast: Optional[float] = None) -> SyntheticScene:
     """Draw a scene of ``num_objects`` ellipses (sizes px).
 
     Stds: minor ~ log-uniform in ``[lo, hi / aspect]``, aspect ~ U[1, max_aspect],
@@ -111,6 +112,12 @@ def make_scene(height: int, width: int, num_objects: int, *,
 
     ``centres (num_objects, 2)`` px, when given, places the objects there instead (no
     spacing rule: object size independent of spacing, for the scale benchmark).
+
+    ``color_contrast`` (in [0, 1]), when given, makes low-contrast objects: each colour
+    is the background at the object's centre plus ``color_contrast * v / |v|`` with
+    ``v = 2u - 1`` (``u`` the same U[0, 1]^3 draw), i.e. an RGB distance of exactly
+    ``color_contrast`` before clipping to [0, 1]; the random draws are those of the
+    default scene.
     """
     rng = np.random.default_rng(seed)
     lo, hi = std_range
@@ -119,6 +126,8 @@ def make_scene(height: int, width: int, num_objects: int, *,
     pts, majors, minors, angs, cols = [], [], [], [], []
     if centres is not None and len(centres) != num_objects:
         raise ValueError(f'{len(centres)} centres for {num_objects} objects')
+    if color_contrast is not None and not 0.0 <= color_contrast <= 1.0:
+        raise ValueError(f'color_contrast must be in [0, 1], got {color_contrast}')
     for i in range(num_objects):
         aspect = rng.uniform(1.0, max_aspect)
         minor = math.exp(rng.uniform(math.log(lo), math.log(hi / aspect)))
@@ -148,6 +157,13 @@ def make_scene(height: int, width: int, num_objects: int, *,
         angs.append(rng.uniform(0.0, math.pi))
         cols.append(rng.uniform(0.0, 1.0, size=3))
     covs = covariances_from_axes(majors, minors, angs)
+    if color_contrast is not None and pts:
+        ij = np.clip(np.floor(np.asarray(pts)).astype(np.int64)[:, ::-1], 0,
+                     [height - 1, width - 1])
+        under = background[ij[:, 0], ij[:, 1]]
+        v = 2.0 * np.asarray(cols) - 1.0
+        v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        cols = list(np.clip(under + color_contrast * v, 0.0, 1.0))
     # composite back to front ("over"), last object first, so object 0 is in front as
     # in gsplat's front-to-back index order
     for c, cov, col in reversed(list(zip(pts, covs, cols))):

@@ -60,3 +60,55 @@ def test_reestimate_recovers_a_known_background():
     image = rgb + (1 - acc[..., None]) * bg
     got = reestimate_background(image, rgb, acc, np.zeros((h, w, 3), np.float32), 20.0)
     np.testing.assert_allclose(got, np.broadcast_to(bg, got.shape), atol=2e-3)
+
+
+def test_reestimate_without_a_fit_keeps_the_seen_image():
+    """``rgb=None`` (nothing fitted) is ``rgb = 0``, and the image is not written to."""
+    rng = np.random.default_rng(5)
+    image = rng.random((50, 70, 3), dtype=np.float32)
+    acc = (rng.random((50, 70)) < 0.3).astype(np.float32)
+    previous = rng.random((50, 70, 3), dtype=np.float32)
+    keep = image.copy()
+    got = reestimate_background(image, None, acc, previous, 12.0)
+    np.testing.assert_allclose(got, _reference(image, np.zeros_like(image), acc, previous, 12.0),
+                               rtol=1e-5, atol=1e-6)
+    assert np.array_equal(image, keep)
+
+
+def _grid_scene(contrast, seed=0):
+    from gst_mm.splatting.synthetic import make_scene
+    g = (np.arange(4) + 0.5) * 64.0
+    centres = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+    return make_scene(256, 256, len(centres), std_range=(3.0, 20.0), centres=centres,
+                      color_contrast=contrast, seed=seed)
+
+
+def test_masked_background_recovers_the_background_behind_the_objects():
+    """The background seen between the objects, against the scene's true one: much
+    closer than the median-filtered image (which takes the objects in), and exact on a
+    flat background."""
+    from gst_mm.splatting.background import masked_background, median_background
+    from gst_mm.splatting.scale import nearest_distance
+    sc = _grid_scene(None)
+    radii = np.minimum(2.5 * np.sqrt(sc.scales.prod(1)), 0.5 * nearest_distance(sc.points))
+    for window in (20.0, 64.0):  # full resolution and shrunk by 2
+        bg = masked_background(sc.image, sc.points, radii, window)
+        assert bg.shape == sc.image.shape and bg.dtype == np.float32
+        err = np.abs(bg - sc.background).mean()
+        med = np.abs(median_background(sc.image, window) - sc.background).mean()
+        assert err < 0.6 * med, (window, err, med)
+    flat = np.full((96, 128, 3), 90, np.uint8)
+    flat[40:56, 50:70] = 250  # one object, inside its disc
+    bg = masked_background(flat, np.array([[60.0, 48.0]]), np.array([16.0]), 64.0)
+    np.testing.assert_allclose(bg, 90 / 255, atol=1e-5)
+
+
+def test_color_contrast_sets_the_distance_to_the_background():
+    sc0, sc = _grid_scene(None), _grid_scene(0.15)
+    for key in ('points', 'scales', 'angles', 'covariances', 'background'):
+        assert np.array_equal(getattr(sc0, key), getattr(sc, key))  # same draws
+    ij = np.floor(sc.centres).astype(int)[:, ::-1]
+    under = sc.background[ij[:, 0], ij[:, 1]]
+    np.testing.assert_allclose(np.linalg.norm(sc.colors - under, axis=1), 0.15, atol=1e-5)
+    with pytest.raises(ValueError, match='color_contrast'):
+        _grid_scene(1.5)

@@ -4,8 +4,9 @@
         [--torch] [--out docs/benchmark_results/fit_profile.json] [--markdown]
 
 Each phase is timed by wrapping the function that does it for the length of one fit
-(the fit's code is not changed): scale selection (``initial_stds``), the median
-background, level building, rendering forward (``Splatter.__call__``), the objective
+(the fit's code is not changed): scale selection (``initial_stds``: both readings and
+the masked background between them), the median background (``background='median'``
+only since fit version 3), level building, rendering forward (``Splatter.__call__``), the objective
 forward (L1 + deformity), ``loss.backward()`` split into the renderer's backward (the
 compiled kernel's or the torch path's autograd Function) and the rest (the L1 and
 deformity graph, covariance and sigmoid chain), Adam, the growth bounds, the background

@@ -8,7 +8,12 @@ in which object size is independent of annotation spacing:
   ones (std 2-4 px, 14 px apart) in one 512x512 image;
 * ``single``: one object per image (std 4-40 px, 320x256);
 * ``known``: the known-covariance scenes of the splatting benchmark (std 2-16 px,
-  spacing rule) at 512x512 / 200 points.
+  spacing rule) at 512x512 / 200 points;
+* held-out regular grids (issue 23; 512x512, aspect up to 1.5, a seed range the other
+  groups do not use): ``grid64`` (64 px pitch, stds 3-20 px: the largest overlap their
+  neighbours), ``overlap`` (48 px pitch, stds 8-24 px: cores touch) and
+  ``lowcontrast`` (``grid64`` with every colour at RGB distance 0.15 from the
+  background under it, ``make_scene(color_contrast=0.15)``).
 
 For each group and setting: the median relative std error (both axes), the median
 orientation error (aspect >= 1.3), and the Spearman rank correlation of the fitted
@@ -44,6 +49,13 @@ from gst_mm.splatting.synthetic import make_scene, recovery_errors
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+# held-out regular grids (issue 23): name -> (pitch px, std range px, colour contrast or
+# None for random colours). grid64: the issue's scene (stds 3-20 px, the largest overlap
+# their neighbours); overlap: large objects 48 px apart (cores touch); lowcontrast:
+# grid64 with colours at RGB distance 0.15 from the background under the object.
+HELD_OUT = {'grid64': (64, (3.0, 20.0), None), 'overlap': (48, (8.0, 24.0), None),
+            'lowcontrast': (64, (3.0, 20.0), 0.15)}
+
 SETTINGS = {'default': {}, 'knn': dict(init='knn', max_growth=math.inf)}
 
 
@@ -76,6 +88,12 @@ def scenes(group: str, seed: int):
                 for k in range(4)]
     if group == 'known':
         return [make_scene(512, 512, 200, seed=seed)]
+    if group in HELD_OUT:
+        pitch, std_range, contrast = HELD_OUT[group]
+        g = (np.arange(512 // pitch) + 0.5) * pitch
+        c = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+        return [make_scene(512, 512, len(c), std_range=std_range, max_aspect=1.5,
+                           centres=c, color_contrast=contrast, seed=seed + 1000)]
     raise ValueError(group)
 
 
@@ -115,7 +133,7 @@ def run_group(group: str, seeds: int) -> dict:
 
 
 def write_markdown(result: dict, path: str) -> None:
-    lines = [f"\n## Fit scale from the image (issue 13) — {result['date']}\n",
+    lines = [f"\n## Fit scale from the image (issues 13, 23) — {result['date']}\n",
              header('fit_scale.py', result['args'], result['threads'],
                     f"load average before / after {result['load_before']} / "
                     f"{result['load_after']}")
@@ -138,7 +156,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--seeds', type=int, default=3)
-    p.add_argument('--groups', nargs='+', default=['grid', 'mixed', 'single', 'known'])
+    p.add_argument('--groups', nargs='+',
+                   default=['grid', 'mixed', 'single', 'known', *HELD_OUT])
     p.add_argument('--markdown', default=osp.join(ROOT, 'docs', 'benchmarks.md'))
     p.add_argument('--extra', type=json.loads, default=None,
                    help='an extra setting to compare, as JSON fit keywords (an ablation)')
