@@ -188,6 +188,8 @@ class FitSettings:
             raise ValueError(f'unknown plan {self.plan!r}; expected one of {PLANS}')
         if self.soft is not None and self.plan != 'soft':
             raise ValueError("soft= settings need plan='soft'")
+        if not float(self.init_mask) >= 0:
+            raise ValueError(f'init_mask must be >= 0 (0: one raw reading), got {self.init_mask!r}')
 
     def preset(self) -> Dict[str, Any]:
         """The preset's values with this object's explicit ones (may hold a given

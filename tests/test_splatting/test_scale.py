@@ -160,3 +160,10 @@ def test_the_second_reading_sees_low_contrast_objects():
     (r_raw, e_raw), (r_two, e_two) = quality(raw), quality(two)
     assert r_two >= 0.9 and e_two <= 0.08, (r_two, e_two)  # measured 0.971, 0.049
     assert r_two > r_raw + 0.15 and e_two < e_raw, (r_raw, e_raw)  # raw: 0.667, 0.072
+
+
+def test_init_mask_is_a_setting_of_the_key():
+    from gst_mm.splatting.fit_config import FitSettings, fit_cfg_key
+    assert fit_cfg_key() == FitSettings(init_mask=0.5).key() != fit_cfg_key(dict(init_mask=0))
+    with pytest.raises(ValueError, match='init_mask'):
+        FitSettings(init_mask=-1)

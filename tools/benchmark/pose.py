@@ -74,6 +74,7 @@ ARMS = {
     'gst': 'gst:disc=log,cost=0.2,ent=0.4',                  # the default recipe at beta 1
     'gst-cost0.5': 'gst:disc=log,cost=0.5,ent=1.0',
     'gst-b8': 'gst:beta=8,disc=log,cost=0.2,ent=0.4',        # the default recipe
+    'gst-b8-cost0.5': 'gst:beta=8,disc=log,cost=0.5,ent=1.0',
     'gst-nowarm': 'gst:disc=log,cost=0.2,ent=0.4,warmup=0',
     'gst-sigma2': 'gst:disc=log,cost=0.2,ent=1.6',           # variance 4 cells^2
     'gst-soft': 'gst:plan=soft,disc=log,cost=0.2,ent=0.4',
