@@ -124,6 +124,9 @@ def parse_args(argv=None):
     p.add_argument('--skip-mpii', action='store_true')
     p.add_argument('--skip-continuation', action='store_true')
     p.add_argument('--skip-timing', action='store_true')
+    p.add_argument('--gstify-variant', type=json.loads, action='append', default=[],
+                   help='with --gstify: also a gstified version with these recipe fields '
+                        '(JSON, e.g. \'{"mse_warmup_iters": 100}\'); repeatable')
     p.add_argument('--gstify', nargs='*', default=[],
                    help='MMPose configs (mmpose::...) to check instead: the source recipe vs '
                    'its default gstified version on the 5 MPII images (--mpii-iters steps, '

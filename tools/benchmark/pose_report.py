@@ -193,9 +193,12 @@ def pairing(runs: List[Dict]) -> str:
             if ok else 'NOT paired: initial weights or data differ within a seed (see JSON)')
 
 
-def gstify_lines(record: Dict, sources: Sequence[str], jobs: int, note: str = '') -> List[str]:
-    """The docs/benchmarks.md section of ``pose.py --gstify``: per source config, the
-    MSE original and its gstified version (PCKh@0.5 / @0.1 mean [per seed], step ratio)."""
+def gstify_lines(record: Dict, sources: Sequence[str], jobs: int, note: str = '',
+                 kinds: Sequence[str] = ('gst',)) -> List[str]:
+    """The docs/benchmarks.md section of ``pose.py --gstify``: per source config and
+    gstified version (``kinds``: ``'gst'`` = the default recipe, ``'gst-...'`` its
+    variants), the MSE original against it (PCKh@0.5 / @0.1 mean [per seed], step
+    ratio)."""
     runs = record['runs']
     lines = [f"`python tools/benchmark/pose.py --gstify ...` on {record['machine']}, "
              f"{record['load']}; random init, the 5 MPII sample images for training and "
@@ -203,16 +206,19 @@ def gstify_lines(record: Dict, sources: Sequence[str], jobs: int, note: str = ''
              f"(`tools/train.py --iters` schedule), seeds {record['seeds']}; "
              f"{jobs} runs in parallel, 1 thread each. Wall time "
              f"{record['wall_s'] / 60:.0f} min. " + note, '',
-             '| source config | MSE PCKh@0.5 | GST PCKh@0.5 | MSE PCKh@0.1 | GST PCKh@0.1 '
-             '| step GST / MSE |', '|---|---|---|---|---|---|']
+             '| source config | GST version | MSE PCKh@0.5 | GST PCKh@0.5 | MSE PCKh@0.1 '
+             '| GST PCKh@0.1 | step GST / MSE |', '|---|---|---|---|---|---|---|']
     for src in sources:
-        rs = {k: [r for r in runs if r['src'] == src and r['kind'] == k] for k in ('mse', 'gst')}
-        cells = []
-        for key in ('PCKh', 'PCKh01'):
-            for kind in ('mse', 'gst'):
-                vals = [r[key] for r in rs[kind]]
-                cells.append(f"{pct(statistics.mean(vals))} [{', '.join(pct(v) for v in vals)}]")
-        ratio = (statistics.mean(r['step_s'] for r in rs['gst'])
-                 / statistics.mean(r['step_s'] for r in rs['mse']))
-        lines.append(f'| `{src}` | ' + ' | '.join(cells) + f' | {ratio:.2f} |')
+        mse = [r for r in runs if r['src'] == src and r['kind'] == 'mse']
+        for kind in kinds:
+            gst = [r for r in runs if r['src'] == src and r['kind'] == kind]
+            cells = []
+            for key in ('PCKh', 'PCKh01'):
+                for rs in (mse, gst):
+                    vals = [r[key] for r in rs]
+                    cells.append(f"{pct(statistics.mean(vals))} "
+                                 f"[{', '.join(pct(v) for v in vals)}]")
+            ratio = (statistics.mean(r['step_s'] for r in gst)
+                     / statistics.mean(r['step_s'] for r in mse))
+            lines.append(f'| `{src}` | {kind} | ' + ' | '.join(cells) + f' | {ratio:.2f} |')
     return lines
