@@ -44,6 +44,10 @@ try:
 except RuntimeError as e:
     open(out, 'w').write('ERROR ' + str(e).replace(chr(10), ' | '))
     sys.exit(3)
+finally:
+    # a gloo group left to the interpreter's exit can abort the process ("terminate
+    # called without an active exception", seen once on a fresh clone): end it here
+    dist.destroy_process_group()
 '''
 
 
