@@ -39,14 +39,8 @@ import numpy as np
 import torch
 
 from . import free_fit
-from .background import (
-    background_mask,
-    masked_background,
-    median_background,
-    reestimate_background,
-)
+from .background import background_mask, median_background, reestimate_background
 from .fit_config import (
-    WINDOW_CAP,
     FitSettings,
     default_device,
     fit_cfg_key,
@@ -65,8 +59,9 @@ from .fit_steps import (
     postprocess,
 )
 from .gaussians import Gaussians2D
+from .initial_scale import background_window, initial_stds
 from .knn import knn_distance
-from .scale import nearest_distance, scale_bounds, scale_space_std
+from .scale import scale_bounds
 
 __all__ = ['FitInfo', 'FitSettings', 'fit_gaussians', 'fit_cfg_key', 'fit_settings',
            'fit_settings_key', 'initial_stds', 'knn_distance', 'postprocess', 'to_rgb_uint8',
@@ -156,49 +151,6 @@ def check_points(points: np.ndarray, height: int, width: int, *, name: str = 'im
 
 
 # ---------------------------------------------------------------------- init
-def background_window(knn: np.ndarray, init_std: np.ndarray, height: int, width: int) -> float:
-    """The background estimate's window px: it spans the objects (their initial stds
-    ``(N,)`` px) and their gaps (kNN distances ``(N,)`` px), in [15, max(H, W) /
-    WINDOW_CAP]."""
-    if len(knn) == 0:
-        return max(15.0, max(height, width) / WINDOW_CAP)
-    return float(np.clip(max(2.0 * np.median(knn), 6.0 * np.median(init_std)), 15.0,
-                         max(15.0, max(height, width) / WINDOW_CAP)))
-
-
-def initial_stds(image: np.ndarray, points: np.ndarray, knn: np.ndarray, init: str,
-                 knn_fraction: float = 0.3,
-                 init_mask: float = 0.5) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    """``((N,) initial std px, background or None)`` of the Gaussians at ``points (N,
-    2)`` of ``image`` (``(H, W, 3)`` uint8 RGB); the background ``(H, W, 3)`` float32
-    [0, 1] is the masked one of the second reading (the ``'estimate'`` fit starts
-    from it), ``None`` for the other inits:
-
-    * ``'scale'``: read from the image (:func:`.scale.scale_space_std`); with
-      ``init_mask > 0`` read a second time from the image minus the background seen
-      outside discs of radius ``min(2.5 s_1, init_mask * d_1)`` around the points
-      (:func:`.background.masked_background`; ``s_1`` the first reading, ``d_1`` the
-      nearest-neighbour distance px): a smooth background's own Laplacian otherwise
-      outweighs low-contrast objects at large scales;
-    * ``'knn'``: ``knn_fraction * d_knn`` (>= 1 px), the spacing heuristic;
-    * ``'reference'``: the authors' ``1 + max(ln d_knn, 2)``.
-    """
-    if init == 'scale':
-        if not (init_mask > 0 and len(points)):
-            return scale_space_std(image, points), None
-        est = scale_space_std(image, points, per_octave=2)  # only sizes the discs
-        h, w = image.shape[:2]
-        radii = np.minimum(2.5 * est, np.maximum(init_mask * nearest_distance(points), 1.0))
-        bg = masked_background(image, points, radii, background_window(knn, est, h, w))
-        diff = image.astype(np.float32)
-        diff *= 1.0 / 255.0
-        diff -= bg
-        return scale_space_std(diff, points), bg
-    if init == 'reference':
-        return 1.0 + np.maximum(np.log(np.maximum(knn, 1e-12)), 2.0), None
-    return np.maximum(knn_fraction * knn, 1.0), None
-
-
 def _downsample_factor(downsample, init_std: np.ndarray, min_std_px: float) -> int:
     """Resolve ``downsample`` (``'auto'`` or a number >= 1) to an integer factor:
     ``'auto'`` = ``floor(q10(init_std) / min_std_px)`` in [1, 8], so the smallest
