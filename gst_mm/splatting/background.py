@@ -118,9 +118,12 @@ def reestimate_background(image: np.ndarray, rgb: Optional[np.ndarray], acc: np.
     vis = acc_t.neg().add_(1.0).clamp_(0.0, 1.0)
     weight = torch.where(acc_t < max_alpha, vis * vis, torch.zeros(()))
     unmixed = torch.from_numpy(np.ascontiguousarray(image, np.float32))
-    unmixed = (unmixed.clone() if rgb is None
-               else unmixed.sub(torch.from_numpy(np.ascontiguousarray(rgb, np.float32))))
-    unmixed.div_(vis.clamp_(min=1e-3)[..., None]).clamp_(0.0, 1.0)
+    if rgb is not None:  # a new tensor either way: the caller's image is not written to
+        unmixed = unmixed.sub(torch.from_numpy(np.ascontiguousarray(rgb, np.float32)))
+        unmixed.div_(vis.clamp_(min=1e-3)[..., None])
+    else:
+        unmixed = unmixed.div(vis.clamp_(min=1e-3)[..., None])
+    unmixed.clamp_(0.0, 1.0)
     num = unmixed.mul_(weight[..., None]).numpy()  # the weighted values, once for all levels
     den = weight.numpy()
     est = torch.from_numpy(np.ascontiguousarray(previous, np.float32))

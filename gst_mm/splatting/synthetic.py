@@ -91,6 +91,13 @@ def _spaced(centres: Sequence[np.ndarray], stds: Sequence[float], c: np.ndarray,
     return not np.any(d < spacing * (np.asarray(stds) + s))
 
 
+def grid_centres(side: int, pitch: float) -> np.ndarray:
+    """``(side^2, 2)`` float64 centres px (x, y) of a regular ``side x side`` grid of
+    cells ``pitch`` px wide, each centre in the middle of its cell (row-major)."""
+    g = (np.arange(side) + 0.5) * pitch
+    return np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+
+
 # ----------------------------------------------------------------------------
 # make_scene: uniform ellipses on a smooth background
 # ----------------------------------------------------------------------------

@@ -76,9 +76,8 @@ def test_reestimate_without_a_fit_keeps_the_seen_image():
 
 
 def _grid_scene(contrast, seed=0):
-    from gst_mm.splatting.synthetic import make_scene
-    g = (np.arange(4) + 0.5) * 64.0
-    centres = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+    from gst_mm.splatting.synthetic import grid_centres, make_scene
+    centres = grid_centres(4, 64.0)
     return make_scene(256, 256, len(centres), std_range=(3.0, 20.0), centres=centres,
                       color_contrast=contrast, seed=seed)
 

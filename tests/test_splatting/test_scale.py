@@ -137,9 +137,8 @@ def test_the_second_reading_sees_low_contrast_objects():
     raw reading."""
     from gst_mm.splatting.fit import initial_stds
     from gst_mm.splatting.knn import knn_distance
-    from gst_mm.splatting.synthetic import make_scene
-    g = (np.arange(8) + 0.5) * 64.0
-    centres = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+    from gst_mm.splatting.synthetic import grid_centres, make_scene
+    centres = grid_centres(8, 64.0)
     sc = make_scene(512, 512, len(centres), std_range=(3.0, 20.0), centres=centres,
                     color_contrast=0.2, seed=1)
     pts = sc.points.astype(np.float64)

@@ -45,7 +45,7 @@ from _common import header, spearman, write_lines
 
 from gst_mm.splatting import fit_gaussians
 from gst_mm.splatting.knn import knn_distance
-from gst_mm.splatting.synthetic import make_scene, recovery_errors
+from gst_mm.splatting.synthetic import grid_centres, make_scene, recovery_errors
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -63,8 +63,7 @@ def scenes(group: str, seed: int):
     """The scenes of one group for one seed (a list)."""
     rng = np.random.default_rng([seed, 7])
     if group == 'grid':
-        g = (np.arange(8) + 0.5) * 80.0
-        c = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2) + rng.uniform(-8, 8, (64, 2))
+        c = grid_centres(8, 80.0) + rng.uniform(-8, 8, (64, 2))
         return [make_scene(640, 640, 64, std_range=(2.0, 30.0), centres=c, seed=seed)]
     if group == 'mixed':
         big = np.array([[64, 64], [64, 192], [64, 320], [64, 448], [192, 128], [192, 384]],
@@ -90,8 +89,7 @@ def scenes(group: str, seed: int):
         return [make_scene(512, 512, 200, seed=seed)]
     if group in HELD_OUT:
         pitch, std_range, contrast = HELD_OUT[group]
-        g = (np.arange(512 // pitch) + 0.5) * pitch
-        c = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+        c = grid_centres(512 // pitch, pitch)
         return [make_scene(512, 512, len(c), std_range=std_range, max_aspect=1.5,
                            centres=c, color_contrast=contrast, seed=seed + 1000)]
     raise ValueError(group)

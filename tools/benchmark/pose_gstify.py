@@ -104,7 +104,7 @@ def gstify_main(args) -> Dict:
     """Each ``args.gstify`` source against its gstified version, ``args.mpii_seeds``."""
     os.makedirs(args.work_dir, exist_ok=True)
     t0 = time.perf_counter()
-    variants = [None] + list(getattr(args, 'gstify_variant', []) or [])
+    variants = [None] + list(args.gstify_variant)
     sides = [('mse', None)] + [(variant_kind(v), v) for v in variants]
     jobs = [(src, kind, s, args.mpii_iters, args.work_dir, args.reuse, v)
             for src in args.gstify for s in args.mpii_seeds for kind, v in sides]
